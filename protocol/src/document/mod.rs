@@ -1,0 +1,272 @@
+//! One document: an Automerge document seen as JSON, written with a node's stable actor.
+//!
+//! The node writes JSON (`put`, RFC 7386 `merge_patch`, `delete`) and Automerge-native clients
+//! write raw changes; both become ordinary Automerge changes, so they merge with concurrent
+//! edits by Automerge's rules. Writes reconcile the target JSON against the current tree and
+//! touch only what differs, which keeps concurrent edits to different fields independent.
+//!
+//! Deletion is a change too (it clears the root and carries the
+//! [`ChangeKind::Delete`] commit message). A document *exists* when it has changes and not
+//! every head is a deletion: a write concurrent with a delete therefore wins, and every
+//! replica holding the same changes reaches the same verdict.
+//!
+//! Time enters only through the `now_ms` arguments, stored as the Automerge change timestamp.
+
+mod chunks;
+mod json_view;
+mod merge_patch;
+mod reconcile;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, Change, ReadDoc, ROOT};
+use serde_json::Value;
+
+use crate::change_log::ChangeKind;
+use crate::version::Version;
+
+pub use merge_patch::merge_patch_json;
+
+/// Why a document operation was refused. Nothing is changed when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("the document root must be a JSON object")]
+    RootNotObject,
+    #[error("JSON nesting deeper than {0} levels")]
+    TooDeep(usize),
+    #[error("version {0} is not a version of this document")]
+    UnknownVersion(Version),
+    #[error("invalid Automerge data: {0}")]
+    InvalidAutomerge(String),
+    #[error("the changes depend on {0} change(s) this document does not have")]
+    MissingDependencies(usize),
+    #[error("automerge refused the operation: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+/// The result of a write: the raw changes it added (empty when nothing changed) and the
+/// version after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub changes: Vec<Vec<u8>>,
+    pub version: Version,
+}
+
+impl WriteOutcome {
+    pub fn is_noop(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// An Automerge document owned by one node.
+#[derive(Debug, Clone)]
+pub struct Document {
+    doc: Automerge,
+}
+
+impl Document {
+    /// An empty document that writes as `actor`.
+    pub fn new(actor: ActorId) -> Self {
+        Self { doc: Automerge::new().with_actor(actor) }
+    }
+
+    /// Loads stored bytes: a saved document optionally followed by more change chunks.
+    pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, DocError> {
+        let doc = Automerge::load(bytes).map_err(|e| DocError::InvalidAutomerge(e.to_string()))?;
+        Ok(Self { doc: doc.with_actor(actor) })
+    }
+
+    /// The compact whole-document encoding.
+    pub fn save(&self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    pub fn version(&self) -> Version {
+        Version::new(self.doc.get_heads())
+    }
+
+    /// Whether the document has been written and not (only) deleted since.
+    pub fn exists(&self) -> bool {
+        let heads = self.doc.get_heads();
+        !heads.is_empty()
+            && !heads.iter().all(|head| {
+                self.doc
+                    .get_change_meta_by_hash(head)
+                    .is_some_and(|meta| meta.message.as_deref() == Some(ChangeKind::Delete.commit_message()))
+            })
+    }
+
+    /// Number of changes in the document's history.
+    pub fn change_count(&self) -> usize {
+        self.doc.get_changes_meta(&[]).len()
+    }
+
+    /// The current JSON view.
+    pub fn to_json(&self) -> Value {
+        json_view::document_json(&self.doc, None)
+    }
+
+    /// The JSON view as of `version`, which must be a version this document has passed.
+    pub fn to_json_at(&self, version: &Version) -> Result<Value, DocError> {
+        self.check_known(version)?;
+        Ok(json_view::document_json(&self.doc, Some(version.heads())))
+    }
+
+    /// Whether every head of `version` is a change of this document.
+    pub fn knows(&self, version: &Version) -> bool {
+        version.heads().iter().all(|h| self.doc.get_change_meta_by_hash(h).is_some())
+    }
+
+    fn check_known(&self, version: &Version) -> Result<(), DocError> {
+        if self.knows(version) {
+            Ok(())
+        } else {
+            Err(DocError::UnknownVersion(version.clone()))
+        }
+    }
+
+    /// Raw changes after `version` (all changes for the empty version), dependencies first.
+    pub fn changes_since(&self, version: &Version) -> Result<Vec<Vec<u8>>, DocError> {
+        self.check_known(version)?;
+        Ok(self.doc.get_changes(version.heads()).iter().map(|c| c.raw_bytes().to_vec()).collect())
+    }
+
+    /// Metadata of every change, oldest first.
+    pub fn history(&self) -> Vec<automerge::ChangeMetadata<'_>> {
+        self.doc.get_changes_meta(&[])
+    }
+
+    /// Replaces the whole JSON content with `body` (an object).
+    pub fn put(&mut self, body: &Value, now_ms: i64) -> Result<WriteOutcome, DocError> {
+        self.put_as(body, ChangeKind::Put, now_ms)
+    }
+
+    /// Restores the content the document had at `version`, as a new change.
+    pub fn rollback_to(&mut self, version: &Version, now_ms: i64) -> Result<WriteOutcome, DocError> {
+        let old = self.to_json_at(version)?;
+        self.put_as(&old, ChangeKind::Rollback, now_ms)
+    }
+
+    fn put_as(&mut self, body: &Value, kind: ChangeKind, now_ms: i64) -> Result<WriteOutcome, DocError> {
+        let Value::Object(fields) = body else {
+            return Err(DocError::RootNotObject);
+        };
+        self.write(kind, now_ms, |tx| reconcile::map(tx, &ROOT, fields, 0))
+    }
+
+    /// Applies an RFC 7386 merge patch; the patch must be an object.
+    pub fn merge_patch(&mut self, patch: &Value, now_ms: i64) -> Result<WriteOutcome, DocError> {
+        let Value::Object(fields) = patch else {
+            return Err(DocError::RootNotObject);
+        };
+        self.write(ChangeKind::Patch, now_ms, |tx| merge_patch::apply(tx, &ROOT, fields, 0))
+    }
+
+    /// Deletes the document: clears its content with a tombstone change. History is kept.
+    pub fn delete(&mut self, now_ms: i64) -> Result<WriteOutcome, DocError> {
+        self.write(ChangeKind::Delete, now_ms, |tx| {
+            let keys: Vec<String> = tx.keys(ROOT).collect();
+            for key in keys {
+                tx.delete(ROOT, key)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `edit` in one transaction committed as a change of `kind`.
+    ///
+    /// An edit that changes nothing yields no change, except that a write of any kind to a
+    /// document that does not exist (or a delete of one that does) always leaves a change,
+    /// because existence is itself part of the state.
+    fn write(
+        &mut self,
+        kind: ChangeKind,
+        now_ms: i64,
+        edit: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), DocError>,
+    ) -> Result<WriteOutcome, DocError> {
+        let existed = self.exists();
+        let options = || CommitOptions::default().with_message(kind.commit_message()).with_time(now_ms);
+        let mut tx = self.doc.transaction();
+        if let Err(error) = edit(&mut tx) {
+            tx.rollback();
+            return Err(error);
+        }
+        let committed = tx.commit_with(options()).0;
+        let existence_changes = existed == (kind == ChangeKind::Delete);
+        if committed.is_none() && existence_changes {
+            self.doc.empty_commit(options());
+        } else if committed.is_none() {
+            return Ok(WriteOutcome { changes: Vec::new(), version: self.version() });
+        }
+        let change = self.doc.get_last_local_change().map(|c| c.raw_bytes().to_vec());
+        Ok(WriteOutcome { changes: change.into_iter().collect(), version: self.version() })
+    }
+
+    /// Applies raw Automerge bytes (change chunks and/or a saved document) as they are.
+    ///
+    /// All-or-nothing: invalid bytes, changes whose dependencies are missing, or a result that
+    /// `accept` refuses leave the document untouched.
+    pub fn apply_raw<E: From<DocError>>(
+        &mut self,
+        bytes: &[u8],
+        accept: impl FnOnce(&Document) -> Result<(), E>,
+    ) -> Result<WriteOutcome, E> {
+        let before = self.doc.get_heads();
+        let (candidate, changes) = guard_untrusted(|| {
+            let incoming = chunks::parse_changes(bytes)?;
+            let mut candidate = Document { doc: self.doc.clone() };
+            candidate.doc.apply_changes(incoming)?;
+            let missing = candidate.doc.get_missing_deps(&[]);
+            if !missing.is_empty() {
+                return Err(DocError::MissingDependencies(missing.len()));
+            }
+            let changes: Vec<Vec<u8>> =
+                candidate.doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+            Ok((candidate, changes))
+        })?;
+        if !changes.is_empty() {
+            accept(&candidate)?;
+            *self = candidate;
+        }
+        Ok(WriteOutcome { changes, version: self.version() })
+    }
+
+    /// Applies changes received from another node. Changes already held are skipped;
+    /// changes whose dependencies are missing wait inside Automerge until they arrive.
+    /// All-or-nothing, like [`Document::apply_raw`].
+    pub fn apply_changes(&mut self, changes: &[Vec<u8>]) -> Result<Version, DocError> {
+        let candidate = guard_untrusted(|| {
+            let parsed = changes
+                .iter()
+                .map(|bytes| Change::from_bytes(bytes.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DocError::InvalidAutomerge(e.to_string()))?;
+            let mut candidate = self.doc.clone();
+            candidate.apply_changes(parsed)?;
+            Ok(candidate)
+        })?;
+        self.doc = candidate;
+        Ok(self.version())
+    }
+
+    /// The JSON the document would have after `patch`, without changing it.
+    pub fn preview_merge_patch(&self, patch: &Value) -> Value {
+        let mut json = self.to_json();
+        merge_patch_json(&mut json, patch);
+        json
+    }
+
+    /// Read access for code that needs Automerge itself (history, sync).
+    pub fn automerge(&self) -> &Automerge {
+        &self.doc
+    }
+}
+
+/// Runs Automerge on bytes from outside the node, turning a panic inside Automerge into an
+/// error. The closure works on a copy, so an unwinding panic cannot leave `self` half-changed.
+fn guard_untrusted<T>(work: impl FnOnce() -> Result<T, DocError>) -> Result<T, DocError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(DocError::InvalidAutomerge("Automerge could not process the data".to_string())))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! The `statemesh` command line: run a node, check configuration, and drive a node's API.
+//!
+//! Client subcommands go through the same typed [`crate::client::Client`] as the tests, so the
+//! CLI is the API with readable output (or `--json` for scripts). Failures print one clear
+//! line and exit non-zero; nothing prints a backtrace.
+
+mod config_cmd;
+mod docs;
+mod output;
+mod start;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::DEFAULT_NODE_URL;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "statemesh",
+    version,
+    about = "A peer-to-peer CRDT replication node: Automerge documents, version vectors, RocksDB",
+    long_about = "statemesh keeps JSON documents as Automerge CRDTs in namespaces, stores them \
+                  durably in RocksDB (or memory), and serves them over an HTTP/JSON API.\n\n\
+                  Start a node with `statemesh start`; then use `put`, `get`, `patch`, `delete`, \
+                  `ls` and `status` against it (or curl, see README.md).",
+    after_help = "Examples:\n  statemesh start\n  statemesh put users ada '{\"name\":\"Ada\"}'\n  \
+                  statemesh get users ada\n  statemesh config default > statemesh.yaml"
+)]
+pub struct Cli {
+    /// The node's HTTP address (client subcommands).
+    #[arg(long, global = true, env = "STATEMESH_NODE", default_value = DEFAULT_NODE_URL)]
+    node: String,
+    /// Print machine-readable JSON instead of readable text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node (defaults: data in ./statemesh-data, API on 127.0.0.1:7700).
+    Start(start::StartArgs),
+    /// Print, check or show configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Print a document's JSON (its version goes to stderr).
+    Get {
+        namespace: String,
+        id: String,
+        /// Read the document as it was at this version.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Create or replace a document with JSON (an argument, `-` for stdin, or --file).
+    Put {
+        namespace: String,
+        id: String,
+        /// The JSON document; `-` or omitted reads stdin.
+        #[arg(value_name = "JSON")]
+        body: Option<String>,
+        /// Read the JSON from this file.
+        #[arg(long, conflicts_with = "body")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        condition: docs::ConditionArgs,
+    },
+    /// Merge a JSON merge patch (RFC 7386) into a document.
+    Patch {
+        namespace: String,
+        id: String,
+        /// The patch; `-` or omitted reads stdin.
+        #[arg(value_name = "JSON")]
+        body: Option<String>,
+        /// Read the patch from this file.
+        #[arg(long, conflicts_with = "body")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        condition: docs::ConditionArgs,
+    },
+    /// Delete a document (its history is kept).
+    Delete {
+        namespace: String,
+        id: String,
+        /// Only if the document is at this version.
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// List the documents of a namespace.
+    Ls {
+        namespace: String,
+        /// Page size.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Start after this document id.
+        #[arg(long)]
+        after: Option<String>,
+        /// Follow pages to the end.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the node's status: id, storage, document count, version vector.
+    Status,
+}
+
+/// Parses arguments, runs the command, and turns any failure into a message and exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Start(args) => start::run(args),
+        Command::Config(command) => config_cmd::run(command),
+        command => docs::run(&cli.node, cli.json, command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

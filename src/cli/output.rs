@@ -1,0 +1,52 @@
+//! Readable rendering of API replies for the terminal.
+
+use serde_json::Value;
+
+use crate::client::{ListReply, WriteReply};
+
+pub fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("<unprintable: {e}>"))
+}
+
+/// A version shortened for tables: the first 12 hex digits of each head.
+pub fn short_version(version: &str) -> String {
+    version.split('.').map(|head| &head[..head.len().min(12)]).collect::<Vec<_>>().join(".")
+}
+
+pub fn write(action: &str, ns: &str, id: &str, reply: &WriteReply) -> String {
+    match &reply.change {
+        Some(change) => format!("{action} {ns}/{id}: version {} (change {change})", reply.version),
+        None => format!("{ns}/{id} unchanged: version {}", reply.version),
+    }
+}
+
+pub fn listing(reply: &ListReply) -> String {
+    let mut out = format!("{:<40} {:<14} {:>8}  {}\n", "ID", "VERSION", "CHANGES", "UPDATED (ms since epoch)");
+    for doc in &reply.documents {
+        out.push_str(&format!(
+            "{:<40} {:<14} {:>8}  {}\n",
+            doc.id,
+            short_version(&doc.version),
+            doc.changes,
+            doc.updated_ms
+        ));
+    }
+    out
+}
+
+pub fn status(status: &Value) -> String {
+    let mut out = String::new();
+    for key in ["node_id", "name", "storage", "documents", "uptime_ms"] {
+        if let Some(value) = status.get(key).filter(|v| !v.is_null()) {
+            let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+            out.push_str(&format!("{key:<16} {shown}\n"));
+        }
+    }
+    if let Some(vv) = status.get("version_vector").and_then(Value::as_object) {
+        out.push_str("version vector\n");
+        for (origin, seq) in vv {
+            out.push_str(&format!("  {origin}  {seq}\n"));
+        }
+    }
+    out
+}

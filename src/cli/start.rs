@@ -1,0 +1,105 @@
+//! `statemesh start`: load configuration, open the node, serve the API until a signal.
+//!
+//! Shutdown is graceful on SIGINT/SIGTERM: stop accepting, finish in-flight requests, make
+//! every queued write durable, flush storage, exit 0. A storage failure while running also
+//! stops the node, with a non-zero exit, rather than serving from a half-written store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat, StorageType};
+use crate::node::Node;
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// YAML configuration file (see `statemesh config default`).
+    #[arg(long, short, env = "STATEMESH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides node.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTP API address (overrides api.listen).
+    #[arg(long)]
+    api_addr: Option<SocketAddr>,
+    /// Keep everything in memory (overrides storage.type).
+    #[arg(long)]
+    memory: bool,
+}
+
+pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = args.data_dir {
+        config.node.data_dir = dir;
+    }
+    if let Some(addr) = args.api_addr {
+        config.api.listen = addr.to_string();
+    }
+    if args.memory {
+        config.storage.kind = StorageType::Memory;
+    }
+    config.validate()?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("statemesh").build()?;
+    runtime.block_on(serve(config))
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let opened = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Node::open(&config)).await?
+    };
+    let node = opened.context("cannot open the node")?;
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.api.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(node_id = %node.node_id(), %address, data_dir = %config.node.data_dir.display(), "statemesh node ready");
+    let router = crate::api::router(node.clone(), &config);
+    let stop = stop_signal(node.clone());
+    crate::api::serve(listener, router, stop).await.context("HTTP server failed")?;
+    match node.shutdown().await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => {
+            tracing::error!(%error, "stopped because storage failed");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Resolves on SIGINT, SIGTERM, or a storage failure.
+async fn stop_signal(node: Node) {
+    let mut durable = node.watch_durable();
+    let storage_failed = async move {
+        let _ = durable.wait_for(|d| d.failed.is_some()).await;
+    };
+    let terminate = async {
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        () = terminate => tracing::info!("terminated; shutting down"),
+        () = storage_failed => tracing::error!("storage failed; shutting down"),
+    }
+}

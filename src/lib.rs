@@ -1,0 +1,17 @@
+//! statemesh: a peer-to-peer CRDT replication node.
+//!
+//! This crate is the I/O shell around the sans-IO core in `statemesh-protocol`: it owns the
+//! clock, the disk (RocksDB or memory), the HTTP API and the command line, and turns the core's
+//! decisions into I/O. See `README.md` for the picture and `docs/` for the details.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod node;
+pub mod storage;
+
+pub use statemesh_protocol as protocol;

@@ -1,0 +1,126 @@
+//! Prometheus metrics: one registry per node, rendered at `GET /metrics`.
+//!
+//! Families are created up front with explicit buckets so the exposition is stable from the
+//! first scrape; gauges that are cheap to read at scrape time (storage size, cache size) are
+//! refreshed by the handler rather than on every write.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_latency: Family<RouteLabels, Histogram>,
+    pub commit_batch_writes: Histogram,
+    pub commit_batch_bytes: Histogram,
+    pub fsyncs: Counter,
+    pub changes_committed: Counter,
+    pub storage_errors: Counter,
+    pub storage_size_bytes: Gauge,
+    pub documents: Gauge,
+    pub doc_cache_entries: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~6.5 s, doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("statemesh");
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests by route, method and status", http_requests.clone());
+        let http_latency =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", http_latency.clone());
+        let commit_batch_writes =
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 14));
+        registry.register(
+            "commit_batch_writes",
+            "Writes sharing one durable batch (group commit)",
+            commit_batch_writes.clone(),
+        );
+        let commit_batch_bytes =
+            Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(64.0, 4.0, 12));
+        registry.register("commit_batch_bytes", "Bytes per durable batch", commit_batch_bytes.clone());
+        let fsyncs = Counter::default();
+        registry.register("storage_fsyncs", "Synced storage batches (WAL fsyncs)", fsyncs.clone());
+        let changes_committed = Counter::default();
+        registry.register("changes_committed", "Changes made durable by this node", changes_committed.clone());
+        let storage_errors = Counter::default();
+        registry.register("storage_errors", "Storage write failures (each stops the node)", storage_errors.clone());
+        let storage_size_bytes = Gauge::default();
+        registry.register("storage_size_bytes", "Approximate storage size", storage_size_bytes.clone());
+        let documents = Gauge::default();
+        registry.register("documents", "Live documents on this node", documents.clone());
+        let doc_cache_entries = Gauge::default();
+        registry.register("doc_cache_entries", "Documents held decoded in memory", doc_cache_entries.clone());
+        Self {
+            registry,
+            http_requests,
+            http_latency,
+            commit_batch_writes,
+            commit_batch_bytes,
+            fsyncs,
+            changes_committed,
+            storage_errors,
+            storage_size_bytes,
+            documents,
+            doc_cache_entries,
+        }
+    }
+
+    /// Called by the committer after each durable batch.
+    pub fn record_commit(&self, writes: usize, bytes: usize, documents: i64) {
+        self.commit_batch_writes.observe(writes as f64);
+        self.commit_batch_bytes.observe(bytes as f64);
+        self.fsyncs.inc();
+        self.changes_committed.inc_by(writes as u64);
+        self.documents.set(documents);
+    }
+
+    pub fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&RequestLabels { route: route.to_string(), method: method.to_string(), status })
+            .inc();
+        self.http_latency.get_or_create(&RouteLabels { route: route.to_string() }).observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,110 @@
+//! Decoded documents kept in memory, loaded on first use and evicted when cold.
+//!
+//! Each document sits behind its own lock, so writers to different documents proceed in
+//! parallel and a slow load blocks only that document. A document is evicted only when no
+//! request holds it and everything written to it is durable; otherwise a reload from storage
+//! could miss a queued change and fork the document's history under our own actor.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use statemesh_protocol::change_log::Seq;
+use statemesh_protocol::{DocKey, Document};
+
+/// A cached document and what the write path needs to know about its storage.
+pub struct DocEntry {
+    /// `None` until loaded (the first request to lock the entry loads it).
+    pub doc: Option<Document>,
+    /// Seq of the last write applied to `doc` (0: none since load).
+    pub last_seq: Seq,
+    /// Bytes appended to the stored value since it was last written whole.
+    pub appended_bytes: usize,
+    /// Size of the last whole save.
+    pub saved_bytes: usize,
+}
+
+struct Slot {
+    entry: Arc<Mutex<DocEntry>>,
+    last_used: u64,
+}
+
+pub struct DocCache {
+    slots: Mutex<HashMap<DocKey, Slot>>,
+    capacity: usize,
+    clock: AtomicU64,
+}
+
+impl DocCache {
+    pub fn new(capacity: usize) -> Self {
+        Self { slots: Mutex::new(HashMap::new()), capacity: capacity.max(1), clock: AtomicU64::new(0) }
+    }
+
+    /// The entry for `key`, created empty (unloaded) if absent.
+    pub fn entry(&self, key: &DocKey, durable_seq: Seq) -> Arc<Mutex<DocEntry>> {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get_mut(key) {
+            slot.last_used = tick;
+            return slot.entry.clone();
+        }
+        if slots.len() >= self.capacity {
+            evict_coldest(&mut slots, self.capacity / 8 + 1, durable_seq);
+        }
+        let entry = Arc::new(Mutex::new(DocEntry { doc: None, last_seq: 0, appended_bytes: 0, saved_bytes: 0 }));
+        slots.insert(key.clone(), Slot { entry: entry.clone(), last_used: tick });
+        entry
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.lock().len()
+    }
+}
+
+/// Removes up to `count` of the least recently used evictable entries.
+fn evict_coldest(slots: &mut HashMap<DocKey, Slot>, count: usize, durable_seq: Seq) {
+    let mut candidates: Vec<(u64, DocKey)> = slots
+        .iter()
+        .filter(|(_, slot)| {
+            // Only the cache holds it, and all its writes are on disk.
+            Arc::strong_count(&slot.entry) == 1 && slot.entry.try_lock().is_some_and(|e| e.last_seq <= durable_seq)
+        })
+        .map(|(key, slot)| (slot.last_used, key.clone()))
+        .collect();
+    if candidates.len() > count {
+        candidates.select_nth_unstable(count);
+        candidates.truncate(count);
+    }
+    for (_, key) in candidates {
+        slots.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use statemesh_protocol::{DocId, Namespace};
+
+    fn key(i: usize) -> DocKey {
+        DocKey::new(Namespace::new("ns").expect("ns"), DocId::new(format!("d{i}")).expect("id"))
+    }
+
+    #[test]
+    fn cold_entries_are_evicted_but_held_or_undurable_ones_stay() {
+        let cache = DocCache::new(8);
+        let held = cache.entry(&key(0), 0);
+        let undurable = cache.entry(&key(1), 0);
+        undurable.lock().last_seq = 5;
+        drop(undurable);
+        for i in 2..40 {
+            cache.entry(&key(i), 0);
+        }
+        assert!(cache.len() <= 10, "cache grew to {}", cache.len());
+        let slots = cache.slots.lock();
+        assert!(slots.contains_key(&key(0)), "an entry in use must not be evicted");
+        assert!(slots.contains_key(&key(1)), "an entry with undurable writes must not be evicted");
+        drop(slots);
+        drop(held);
+    }
+}

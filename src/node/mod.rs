@@ -1,0 +1,580 @@
+//! The node: documents in a namespace, written durably, read consistently.
+//!
+//! [`Node`] is the library API that the HTTP layer, the CLI's embedded mode, benchmarks and
+//! tests all drive. A write runs in three steps: the document's own lock is taken and the
+//! change applied in memory (validated first, all-or-nothing); the change is numbered
+//! `(this node, seq)` and queued with its storage mutations (document bytes, metadata, change
+//! log record) for the group committer; the caller waits until that batch is durable. Reads
+//! wait for the durability of whatever they observed, so a response never shows a change that
+//! a crash could still take back.
+
+mod committer;
+mod doc_cache;
+mod doc_meta;
+mod error;
+mod namespaces;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use automerge::ActorId;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::Value;
+use statemesh_protocol::change_log::{log_key, Seq};
+use statemesh_protocol::{
+    ChangeId, ChangeKind, ChangeRecord, DocId, DocKey, Document, Namespace, NodeId, Version, VersionVector,
+    WriteOutcome,
+};
+use tokio::sync::Semaphore;
+
+use crate::clock::now_ms;
+use crate::config::{Compression, Config, StorageType};
+use crate::identity::{Identity, IdentityError};
+use crate::metrics::Metrics;
+use crate::storage::{
+    key_after, BatchOp, BlockCompression, Family, MemoryStorage, RocksOptions, RocksStorage, Storage, StorageError,
+};
+use committer::{PendingWrite, Sequencer, DOC_COUNT_KEY};
+use doc_cache::{DocCache, DocEntry};
+pub use doc_meta::DocMeta;
+pub use error::NodeError;
+pub use namespaces::{NamespaceRules, Namespaces};
+
+/// Prefix of the version-vector entries in the meta family: `vv/<origin>` → seq (u64 BE).
+const VV_PREFIX: &[u8] = b"vv/";
+
+/// A whole saved document replaces the appended tail once the tail outgrows this or the save.
+const COMPACT_TAIL_BYTES_MIN: usize = 8 * 1024;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("{0}")]
+    Namespaces(String),
+    #[error("cannot start the commit thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A condition a write must meet (HTTP `If-Match` / `If-None-Match`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Precondition {
+    #[default]
+    None,
+    /// The document exists at exactly this version.
+    IfMatch(Version),
+    /// The document exists (`If-Match: *`).
+    Exists,
+    /// The document does not exist (`If-None-Match: *`).
+    Absent,
+}
+
+impl Precondition {
+    fn check(&self, doc: &Document) -> Result<(), NodeError> {
+        match self {
+            Precondition::None => Ok(()),
+            Precondition::Exists | Precondition::IfMatch(_) if !doc.exists() => {
+                Err(NodeError::Precondition("the document does not exist"))
+            }
+            Precondition::IfMatch(expected) => {
+                let current = doc.version();
+                if &current == expected {
+                    Ok(())
+                } else {
+                    Err(NodeError::VersionMismatch { expected: expected.to_string(), current: current.to_string() })
+                }
+            }
+            Precondition::Exists => Ok(()),
+            Precondition::Absent if doc.exists() => Err(NodeError::Precondition("the document already exists")),
+            Precondition::Absent => Ok(()),
+        }
+    }
+}
+
+/// The outcome of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    pub version: Version,
+    /// The logged change, or `None` when the write changed nothing.
+    pub change: Option<ChangeId>,
+    /// Whether the write brought the document into existence.
+    pub created: bool,
+}
+
+/// A document as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocView {
+    pub json: Value,
+    pub version: Version,
+}
+
+/// One entry of a namespace listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocSummary {
+    pub id: String,
+    pub version: String,
+    pub updated_ms: i64,
+    pub changes: u64,
+}
+
+/// What `GET /v1/status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub node_id: String,
+    pub name: Option<String>,
+    pub storage: &'static str,
+    pub documents: i64,
+    pub version_vector: VersionVector,
+    pub started_ms: i64,
+    pub uptime_ms: i64,
+    pub namespaces: Vec<String>,
+}
+
+struct Inner {
+    identity: Identity,
+    actor: ActorId,
+    storage: Arc<dyn Storage>,
+    cache: DocCache,
+    sequencer: Arc<Sequencer>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    namespaces: Namespaces,
+    metrics: Arc<Metrics>,
+    inflight: Semaphore,
+    /// Version-vector entries of other origins (grown by replication).
+    remote_vv: Mutex<VersionVector>,
+    name: Option<String>,
+    started_ms: i64,
+}
+
+/// A running node. Cheap to clone; all clones share the node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("node_id", self.node_id()).finish()
+    }
+}
+
+impl Node {
+    /// Opens storage and identity as `config` says and starts the committer.
+    pub fn open(config: &Config) -> Result<Self, OpenError> {
+        let namespaces = Namespaces::compile(&config.namespaces).map_err(OpenError::Namespaces)?;
+        let (storage, identity): (Arc<dyn Storage>, Identity) = match config.storage.kind {
+            StorageType::Memory => (Arc::new(MemoryStorage::new()), Identity::ephemeral()),
+            StorageType::Persistent | StorageType::Distributed => {
+                let storage = RocksStorage::open(&RocksOptions {
+                    path: config.db_path(),
+                    compression: match config.storage.compression {
+                        Compression::None => BlockCompression::None,
+                        Compression::Gzip => BlockCompression::Zlib,
+                        Compression::Zstd => BlockCompression::Zstd,
+                        Compression::Lz4 => BlockCompression::Lz4,
+                    },
+                    write_buffer_bytes: usize::try_from(config.storage.write_buffer_bytes).unwrap_or(usize::MAX),
+                })?;
+                (Arc::new(storage), Identity::load_or_create(&config.node.data_dir)?)
+            }
+        };
+        Self::start(config, storage, identity, namespaces)
+    }
+
+    fn start(
+        config: &Config,
+        storage: Arc<dyn Storage>,
+        identity: Identity,
+        namespaces: Namespaces,
+    ) -> Result<Self, OpenError> {
+        let metrics = Arc::new(Metrics::new());
+        let (local_seq, remote_vv) = load_version_vector(storage.as_ref(), identity.node_id())?;
+        let doc_count = match storage.get(Family::Meta, DOC_COUNT_KEY)? {
+            Some(bytes) => {
+                i64::from_be_bytes(bytes.try_into().map_err(|_| StorageError::Corrupt("document count".to_string()))?)
+            }
+            None => 0,
+        };
+        metrics.documents.set(doc_count);
+        let sequencer = Sequencer::new(local_seq);
+        let committer = committer::spawn(
+            sequencer.clone(),
+            storage.clone(),
+            metrics.clone(),
+            vv_key(identity.node_id()),
+            doc_count,
+            config.storage.group_commit_max_batch,
+        )
+        .map_err(OpenError::Thread)?;
+        tracing::info!(node_id = %identity.node_id(), storage = storage.kind(), local_seq, doc_count, "node opened");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                actor: identity.actor_id(),
+                identity,
+                storage,
+                cache: DocCache::new(config.storage.cache_docs),
+                sequencer,
+                committer: Mutex::new(Some(committer)),
+                namespaces,
+                metrics,
+                inflight: Semaphore::new(config.storage.max_inflight_writes),
+                remote_vv: Mutex::new(remote_vv),
+                name: config.node.name.clone(),
+                started_ms: now_ms(),
+            }),
+        })
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        self.inner.identity.node_id()
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Whether the node accepts work (not stopping, storage healthy).
+    pub fn is_ready(&self) -> bool {
+        self.inner.sequencer.durable().failed.is_none() && self.inner.committer.lock().is_some()
+    }
+
+    // ---- writes ----
+
+    /// Replaces the document's JSON content (creating it if needed).
+    pub async fn put(&self, key: &DocKey, body: &Value, pre: &Precondition) -> Result<WriteResult, NodeError> {
+        self.write(key, pre, ChangeKind::Put, |doc, rules, now| {
+            if !body.is_object() {
+                return Err(statemesh_protocol::DocError::RootNotObject.into());
+            }
+            rules.check(&key.namespace, body)?;
+            Ok(doc.put(body, now)?)
+        })
+        .await
+    }
+
+    /// Applies an RFC 7386 merge patch (creating the document if needed).
+    pub async fn patch(&self, key: &DocKey, patch: &Value, pre: &Precondition) -> Result<WriteResult, NodeError> {
+        self.write(key, pre, ChangeKind::Patch, |doc, rules, now| {
+            if !patch.is_object() {
+                return Err(statemesh_protocol::DocError::RootNotObject.into());
+            }
+            rules.check(&key.namespace, &doc.preview_merge_patch(patch))?;
+            Ok(doc.merge_patch(patch, now)?)
+        })
+        .await
+    }
+
+    /// Deletes the document (a tombstone change; history is kept).
+    pub async fn delete(&self, key: &DocKey, pre: &Precondition) -> Result<WriteResult, NodeError> {
+        self.write(key, pre, ChangeKind::Delete, |doc, _, now| {
+            if !doc.exists() {
+                return Err(NodeError::NotFound(key.to_string()));
+            }
+            Ok(doc.delete(now)?)
+        })
+        .await
+    }
+
+    /// Applies raw Automerge bytes as they are.
+    pub async fn apply_automerge(
+        &self,
+        key: &DocKey,
+        bytes: &[u8],
+        pre: &Precondition,
+    ) -> Result<WriteResult, NodeError> {
+        self.write(key, pre, ChangeKind::Automerge, |doc, rules, _| {
+            doc.apply_raw(bytes, |candidate| rules.check(&key.namespace, &candidate.to_json()))
+        })
+        .await
+    }
+
+    async fn write(
+        &self,
+        key: &DocKey,
+        pre: &Precondition,
+        kind: ChangeKind,
+        op: impl FnOnce(&mut Document, &NamespaceRules, i64) -> Result<WriteOutcome, NodeError>,
+    ) -> Result<WriteResult, NodeError> {
+        let inner = &self.inner;
+        let rules = inner.namespaces.rules(&key.namespace)?;
+        let _permit = inner.inflight.acquire().await.map_err(|_| NodeError::ShuttingDown)?;
+        let entry = inner.cache.entry(key, inner.sequencer.durable().seq);
+        let (result, wait_for) = {
+            let mut guard = entry.lock();
+            let entry = &mut *guard;
+            let doc = self.loaded(key, entry)?;
+            let existed = doc.exists();
+            pre.check(doc)?;
+            let now = now_ms();
+            let outcome = op(doc, rules, now)?;
+            if outcome.is_noop() {
+                let result = WriteResult { version: outcome.version, change: None, created: false };
+                (result, entry.last_seq)
+            } else {
+                let exists = doc.exists();
+                let meta = DocMeta::new(exists, &outcome.version, now, doc.change_count() as u64);
+                let mut ops = self.document_ops(key, entry, &outcome.changes);
+                ops.push(BatchOp::Put { family: Family::DocMeta, key: key.to_storage_key(), value: meta.encode() });
+                let origin = self.node_id().clone();
+                let submitted = inner.sequencer.submit(|seq| {
+                    let record = ChangeRecord {
+                        id: ChangeId { origin: origin.clone(), seq },
+                        doc: key.clone(),
+                        kind,
+                        time_ms: now,
+                        changes: outcome.changes,
+                    };
+                    ops.push(BatchOp::Put {
+                        family: Family::ChangeLog,
+                        key: log_key(&origin, seq),
+                        value: record.encode(),
+                    });
+                    PendingWrite { seq, ops, doc_count_delta: i64::from(exists) - i64::from(existed) }
+                });
+                let seq = match submitted {
+                    Ok(seq) => seq,
+                    Err(error) => {
+                        // The change exists only in memory: forget it so nothing reads it.
+                        entry.doc = None;
+                        return Err(error);
+                    }
+                };
+                entry.last_seq = seq;
+                let result = WriteResult {
+                    version: outcome.version,
+                    change: Some(ChangeId { origin, seq }),
+                    created: exists && !existed,
+                };
+                (result, seq)
+            }
+        };
+        inner.sequencer.wait_durable(wait_for).await?;
+        Ok(result)
+    }
+
+    /// The storage mutation for a document's new changes: append them, or, once the appended
+    /// tail has grown past the last whole save, store the whole document again.
+    fn document_ops(&self, key: &DocKey, entry: &mut DocEntry, changes: &[Vec<u8>]) -> Vec<BatchOp> {
+        let added: usize = changes.iter().map(Vec::len).sum();
+        let storage_key = key.to_storage_key();
+        if entry.appended_bytes + added > entry.saved_bytes.max(COMPACT_TAIL_BYTES_MIN) {
+            let saved = entry.doc.as_ref().map(Document::save).unwrap_or_default();
+            entry.saved_bytes = saved.len();
+            entry.appended_bytes = 0;
+            vec![BatchOp::Put { family: Family::Docs, key: storage_key, value: saved }]
+        } else {
+            entry.appended_bytes += added;
+            vec![BatchOp::Append { family: Family::Docs, key: storage_key, value: changes.concat() }]
+        }
+    }
+
+    /// The entry's document, loading it from storage on first use.
+    fn loaded<'e>(&self, key: &DocKey, entry: &'e mut DocEntry) -> Result<&'e mut Document, NodeError> {
+        if entry.doc.is_none() {
+            let bytes = self.inner.storage.get(Family::Docs, &key.to_storage_key())?;
+            let doc = match &bytes {
+                Some(bytes) => Document::load(bytes, self.inner.actor.clone())
+                    .map_err(|e| StorageError::Corrupt(format!("document {key}: {e}")))?,
+                None => Document::new(self.inner.actor.clone()),
+            };
+            entry.saved_bytes = bytes.as_ref().map_or(0, Vec::len);
+            entry.appended_bytes = 0;
+            entry.doc = Some(doc);
+        }
+        entry.doc.as_mut().ok_or_else(|| NodeError::NotFound(key.to_string()))
+    }
+
+    // ---- reads ----
+
+    /// Runs `read` on the document, then waits until what it saw is durable.
+    async fn read<T>(
+        &self,
+        key: &DocKey,
+        read: impl FnOnce(&Document) -> Result<T, NodeError>,
+    ) -> Result<T, NodeError> {
+        self.inner.namespaces.rules(&key.namespace)?;
+        let entry = self.inner.cache.entry(key, self.inner.sequencer.durable().seq);
+        let (result, seen) = {
+            let mut guard = entry.lock();
+            let seen = guard.last_seq;
+            let doc = self.loaded(key, &mut guard)?;
+            (read(doc), seen)
+        };
+        self.inner.sequencer.wait_durable(seen).await?;
+        result
+    }
+
+    /// The document's current JSON and version; `NotFound` if it does not exist.
+    pub async fn get(&self, key: &DocKey) -> Result<DocView, NodeError> {
+        self.read(key, |doc| {
+            if !doc.exists() {
+                return Err(NodeError::NotFound(key.to_string()));
+            }
+            Ok(DocView { json: doc.to_json(), version: doc.version() })
+        })
+        .await
+    }
+
+    /// The document as it was at `version`.
+    pub async fn get_at(&self, key: &DocKey, version: &Version) -> Result<DocView, NodeError> {
+        self.read(key, |doc| Ok(DocView { json: doc.to_json_at(version)?, version: version.clone() })).await
+    }
+
+    /// Raw changes after `since` (all when `None`) and the current version.
+    pub async fn changes_since(
+        &self,
+        key: &DocKey,
+        since: Option<&Version>,
+    ) -> Result<(Vec<Vec<u8>>, Version), NodeError> {
+        self.read(key, |doc| {
+            if doc.change_count() == 0 {
+                return Err(NodeError::NotFound(key.to_string()));
+            }
+            let changes = doc.changes_since(since.unwrap_or(&Version::default()))?;
+            Ok((changes, doc.version()))
+        })
+        .await
+    }
+
+    /// Live documents of `namespace` in id order, starting after `after`.
+    pub fn list(
+        &self,
+        namespace: &Namespace,
+        after: Option<&DocId>,
+        limit: usize,
+    ) -> Result<Vec<DocSummary>, NodeError> {
+        self.inner.namespaces.rules(namespace)?;
+        let prefix = DocKey::namespace_prefix(namespace);
+        let mut start = match after {
+            Some(after) => key_after(&DocKey::new(namespace.clone(), after.clone()).to_storage_key()),
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        let page = limit.clamp(1, 1000);
+        while out.len() < limit {
+            let entries = self.inner.storage.scan(Family::DocMeta, &prefix, &start, page)?;
+            let exhausted = entries.len() < page;
+            for (key, value) in &entries {
+                let meta = DocMeta::decode(value)?;
+                let Some(doc_key) = DocKey::from_storage_key(key) else {
+                    return Err(StorageError::Corrupt("document key".to_string()).into());
+                };
+                if meta.exists && out.len() < limit {
+                    out.push(DocSummary {
+                        id: doc_key.doc_id.to_string(),
+                        version: meta.version().to_string(),
+                        updated_ms: meta.updated_ms,
+                        changes: meta.changes,
+                    });
+                }
+            }
+            match entries.last() {
+                Some((last, _)) if !exhausted => start = key_after(last),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The node's version vector: durable local seq plus what it holds from other origins.
+    pub fn version_vector(&self) -> VersionVector {
+        let mut vv = self.inner.remote_vv.lock().clone();
+        let local = self.inner.sequencer.durable().seq;
+        if local > 0 {
+            vv.advance(self.node_id(), local);
+        }
+        vv
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let now = now_ms();
+        NodeStatus {
+            node_id: self.node_id().to_string(),
+            name: self.inner.name.clone(),
+            storage: self.inner.storage.kind(),
+            documents: self.inner.metrics.documents.get(),
+            version_vector: self.version_vector(),
+            started_ms: self.inner.started_ms,
+            uptime_ms: now - self.inner.started_ms,
+            namespaces: self.inner.namespaces.declared().map(str::to_string).collect(),
+        }
+    }
+
+    /// Refreshes the gauges that are read at scrape time and renders the metrics.
+    pub fn render_metrics(&self) -> String {
+        let metrics = &self.inner.metrics;
+        metrics.storage_size_bytes.set(i64::try_from(self.inner.storage.size_bytes()).unwrap_or(i64::MAX));
+        metrics.doc_cache_entries.set(self.inner.cache.len() as i64);
+        metrics.render()
+    }
+
+    /// Waits for queued writes to become durable, stops the committer and flushes storage.
+    /// Returns the storage error that stopped the node, if one did.
+    pub async fn shutdown(&self) -> Result<(), StorageError> {
+        self.inner.sequencer.stop();
+        let handle = self.inner.committer.lock().take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        if let Some(error) = self.inner.sequencer.durable().failed {
+            return Err(error);
+        }
+        let storage = self.inner.storage.clone();
+        tokio::task::spawn_blocking(move || storage.flush())
+            .await
+            .map_err(|e| StorageError::Io(format!("flush task failed: {e}")))??;
+        tracing::info!("node stopped cleanly");
+        Ok(())
+    }
+
+    /// A receiver that fires whenever the durable watermark moves or storage fails.
+    pub fn watch_durable(&self) -> tokio::sync::watch::Receiver<committer::Durable> {
+        self.inner.sequencer.subscribe()
+    }
+}
+
+fn vv_key(origin: &NodeId) -> Vec<u8> {
+    let mut key = VV_PREFIX.to_vec();
+    key.extend_from_slice(origin.as_str().as_bytes());
+    key
+}
+
+/// Reads the persisted version vector: this node's own seq and every other origin's.
+fn load_version_vector(storage: &dyn Storage, local: &NodeId) -> Result<(Seq, VersionVector), StorageError> {
+    let mut remote = VersionVector::new();
+    let mut local_seq = 0;
+    let mut start = VV_PREFIX.to_vec();
+    loop {
+        let entries = storage.scan(Family::Meta, VV_PREFIX, &start, 1024)?;
+        for (key, value) in &entries {
+            let origin = std::str::from_utf8(&key[VV_PREFIX.len()..])
+                .ok()
+                .and_then(|s| NodeId::new(s).ok())
+                .ok_or_else(|| StorageError::Corrupt("version vector origin".to_string()))?;
+            let seq = u64::from_be_bytes(
+                value.as_slice().try_into().map_err(|_| StorageError::Corrupt("version vector seq".to_string()))?,
+            );
+            if &origin == local {
+                local_seq = seq;
+            } else {
+                remote.advance(&origin, seq);
+            }
+        }
+        match entries.last() {
+            Some((last, _)) if entries.len() == 1024 => start = key_after(last),
+            _ => break,
+        }
+    }
+    Ok((local_seq, remote))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+//! The behaviour every storage backend must show, run against each of them.
+
+use super::{key_after, Family, Storage, WriteBatch};
+
+/// Runs every check on fresh stores made by `make`.
+pub fn run_all(make: &dyn Fn() -> Box<dyn Storage>) {
+    put_get_delete(make().as_ref());
+    appends_concatenate_in_order(make().as_ref());
+    families_are_separate(make().as_ref());
+    scan_respects_prefix_start_and_limit(make().as_ref());
+    a_batch_applies_in_order(make().as_ref());
+}
+
+fn batch(f: impl FnOnce(&mut WriteBatch)) -> WriteBatch {
+    let mut b = WriteBatch::new();
+    f(&mut b);
+    b
+}
+
+fn put_get_delete(store: &dyn Storage) {
+    assert_eq!(store.get(Family::Meta, b"a").expect("get"), None);
+    store.write(batch(|b| b.put(Family::Meta, b"a".to_vec(), b"1".to_vec()))).expect("write");
+    assert_eq!(store.get(Family::Meta, b"a").expect("get"), Some(b"1".to_vec()));
+    store.write(batch(|b| b.put(Family::Meta, b"a".to_vec(), b"2".to_vec()))).expect("write");
+    assert_eq!(store.get(Family::Meta, b"a").expect("get"), Some(b"2".to_vec()));
+    store.write(batch(|b| b.delete(Family::Meta, b"a".to_vec()))).expect("write");
+    assert_eq!(store.get(Family::Meta, b"a").expect("get"), None);
+}
+
+fn appends_concatenate_in_order(store: &dyn Storage) {
+    store.write(batch(|b| b.append(Family::Docs, b"d".to_vec(), b"x".to_vec()))).expect("write");
+    store
+        .write(batch(|b| {
+            b.append(Family::Docs, b"d".to_vec(), b"y".to_vec());
+            b.append(Family::Docs, b"d".to_vec(), b"z".to_vec());
+        }))
+        .expect("write");
+    assert_eq!(store.get(Family::Docs, b"d").expect("get"), Some(b"xyz".to_vec()));
+    // A put replaces the accumulated value; later appends extend the replacement.
+    store
+        .write(batch(|b| {
+            b.put(Family::Docs, b"d".to_vec(), b"S".to_vec());
+            b.append(Family::Docs, b"d".to_vec(), b"1".to_vec());
+        }))
+        .expect("write");
+    assert_eq!(store.get(Family::Docs, b"d").expect("get"), Some(b"S1".to_vec()));
+}
+
+fn families_are_separate(store: &dyn Storage) {
+    store.write(batch(|b| b.put(Family::DocMeta, b"k".to_vec(), b"m".to_vec()))).expect("write");
+    assert_eq!(store.get(Family::ChangeLog, b"k").expect("get"), None);
+    assert_eq!(store.get(Family::DocMeta, b"k").expect("get"), Some(b"m".to_vec()));
+}
+
+fn scan_respects_prefix_start_and_limit(store: &dyn Storage) {
+    store
+        .write(batch(|b| {
+            for key in ["a\0x", "b\0a", "b\0b", "b\0c", "c\0a"] {
+                b.put(Family::DocMeta, key.as_bytes().to_vec(), b"v".to_vec());
+            }
+        }))
+        .expect("write");
+    let keys = |prefix: &[u8], start: &[u8], limit| -> Vec<Vec<u8>> {
+        store.scan(Family::DocMeta, prefix, start, limit).expect("scan").into_iter().map(|(k, _)| k).collect()
+    };
+    assert_eq!(keys(b"b\0", b"", 10), vec![b"b\0a".to_vec(), b"b\0b".to_vec(), b"b\0c".to_vec()]);
+    assert_eq!(keys(b"b\0", b"", 2).len(), 2);
+    assert_eq!(keys(b"b\0", &key_after(b"b\0a"), 10), vec![b"b\0b".to_vec(), b"b\0c".to_vec()]);
+    assert_eq!(keys(b"b\0", b"z", 10), Vec::<Vec<u8>>::new());
+    assert_eq!(keys(b"", b"", 100).len(), 5);
+}
+
+fn a_batch_applies_in_order(store: &dyn Storage) {
+    store
+        .write(batch(|b| {
+            b.put(Family::Meta, b"o".to_vec(), b"1".to_vec());
+            b.delete(Family::Meta, b"o".to_vec());
+            b.put(Family::Meta, b"o".to_vec(), b"3".to_vec());
+        }))
+        .expect("write");
+    assert_eq!(store.get(Family::Meta, b"o").expect("get"), Some(b"3".to_vec()));
+}

@@ -1,0 +1,155 @@
+//! Durable key-value storage behind one small trait, with RocksDB and in-memory backends.
+//!
+//! The node never talks to RocksDB directly: it builds a [`WriteBatch`] of puts, appends and
+//! deletes across column families and hands it to [`Storage::write`], which returns only once
+//! the batch is durable (WAL synced) and applies it atomically. Both backends pass the same
+//! conformance suite (`conformance.rs`), so `storage.type: memory` behaves like RocksDB
+//! except that nothing survives the process.
+
+mod memory;
+mod rocks;
+
+#[cfg(test)]
+mod conformance;
+
+pub use memory::MemoryStorage;
+pub use rocks::{BlockCompression, RocksOptions, RocksStorage};
+
+/// The column families. Each holds one kind of record; see `docs/STORAGE.md` for layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// `namespace NUL doc_id` → Automerge bytes: a saved document followed by appended
+    /// change chunks (compacted back into one saved document from time to time).
+    Docs,
+    /// `namespace NUL doc_id` → [`crate::node::DocMeta`]: existence, version, timestamps.
+    DocMeta,
+    /// `origin NUL seq(be)` → encoded change record: the per-origin log replication serves.
+    ChangeLog,
+    /// Node-level metadata: version vector entries, counters, identity checks.
+    Meta,
+}
+
+impl Family {
+    pub const ALL: [Family; 4] = [Family::Docs, Family::DocMeta, Family::ChangeLog, Family::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Docs => "docs",
+            Family::DocMeta => "doc_meta",
+            Family::ChangeLog => "change_log",
+            Family::Meta => "meta",
+        }
+    }
+}
+
+/// One mutation inside a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    Put {
+        family: Family,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// Appends `value` to whatever the key holds (or creates it).
+    Append {
+        family: Family,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        family: Family,
+        key: Vec<u8>,
+    },
+}
+
+/// Mutations applied atomically and durably together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put(&mut self, family: Family, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(BatchOp::Put { family, key, value });
+    }
+
+    pub fn append(&mut self, family: Family, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(BatchOp::Append { family, key, value });
+    }
+
+    pub fn delete(&mut self, family: Family, key: Vec<u8>) {
+        self.ops.push(BatchOp::Delete { family, key });
+    }
+
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Bytes of keys and values, for metrics.
+    pub fn payload_bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put { key, value, .. } | BatchOp::Append { key, value, .. } => key.len() + value.len(),
+                BatchOp::Delete { key, .. } => key.len(),
+            })
+            .sum()
+    }
+}
+
+/// A storage failure. The node treats any of these on the write path as fatal.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage at {path} is already in use by another process")]
+    Locked { path: String },
+}
+
+/// A key-value store with atomic, durable batches.
+pub trait Storage: Send + Sync + 'static {
+    /// Applies `batch` atomically; returns once it is durable.
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
+
+    fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Up to `limit` entries whose keys start with `prefix` and are `>= start`, in key order.
+    fn scan(
+        &self,
+        family: Family,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// Approximate bytes used on disk (or in memory).
+    fn size_bytes(&self) -> u64;
+
+    /// Flushes buffered state so a clean shutdown leaves no recovery work.
+    fn flush(&self) -> Result<(), StorageError>;
+
+    /// `"rocksdb"` or `"memory"`, for status output.
+    fn kind(&self) -> &'static str;
+}
+
+/// The smallest key greater than every key starting with `key` as a whole key: `key ++ [0]`.
+/// Used to resume a scan strictly after `key`.
+pub fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}

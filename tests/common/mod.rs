@@ -1,0 +1,133 @@
+//! Shared test harness: nodes served on real loopback sockets, in-process or as processes.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use statemesh::client::Client;
+use statemesh::config::{Config, StorageType};
+use statemesh::node::Node;
+
+/// A node running inside the test process, its API on an ephemeral loopback port.
+pub struct InProcessNode {
+    pub node: Node,
+    pub url: String,
+    pub client: Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl InProcessNode {
+    pub async fn start(config: Config) -> Self {
+        let node = Node::open(&config).expect("node opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = statemesh::api::router(node.clone(), &config);
+        let server = tokio::spawn(async move {
+            let _ = statemesh::api::serve(listener, router, std::future::pending()).await;
+        });
+        let client = Client::new(&url).expect("client");
+        Self { node, url, client, server }
+    }
+
+    pub async fn memory() -> Self {
+        Self::start(memory_config()).await
+    }
+}
+
+impl Drop for InProcessNode {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn memory_config() -> Config {
+    let mut config = Config::default();
+    config.storage.kind = StorageType::Memory;
+    config
+}
+
+/// A free loopback port (bound and released; fine for tests that start one node at a time).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_statemesh")
+}
+
+/// `statemesh start` as a child process.
+pub struct NodeProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl NodeProcess {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new(binary())
+            .args(["start", "--data-dir"])
+            .arg(data_dir)
+            .args(["--api-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn statemesh");
+        let url = format!("http://127.0.0.1:{port}");
+        let mut process = Self { child, url };
+        process.wait_ready();
+        process
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("node exited early with {status}");
+            }
+            if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node did not start listening within 30 s");
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub fn terminate(mut self) -> i32 {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "node did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the CLI with `args`; returns (exit code, stdout, stderr).
+pub fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run statemesh");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

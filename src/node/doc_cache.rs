@@ -23,6 +23,9 @@ pub struct DocEntry {
     pub appended_bytes: usize,
     /// Size of the last whole save.
     pub saved_bytes: usize,
+    /// An upper bound of the document's size as JSON (`None`: unknown), so size limits can
+    /// be checked without rendering the document on every write.
+    pub json_bytes_bound: Option<usize>,
 }
 
 struct Slot {
@@ -52,7 +55,13 @@ impl DocCache {
         if slots.len() >= self.capacity {
             evict_coldest(&mut slots, self.capacity / 8 + 1, durable_seq);
         }
-        let entry = Arc::new(Mutex::new(DocEntry { doc: None, last_seq: 0, appended_bytes: 0, saved_bytes: 0 }));
+        let entry = Arc::new(Mutex::new(DocEntry {
+            doc: None,
+            last_seq: 0,
+            appended_bytes: 0,
+            saved_bytes: 0,
+            json_bytes_bound: None,
+        }));
         slots.insert(key.clone(), Slot { entry: entry.clone(), last_used: tick });
         entry
     }

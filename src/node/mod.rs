@@ -250,35 +250,42 @@ impl Node {
 
     /// Replaces the document's JSON content (creating it if needed).
     pub async fn put(&self, key: &DocKey, body: &Value, pre: &Precondition) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Put, |doc, rules, now| {
+        self.write(key, pre, ChangeKind::Put, |doc, rules, now, bound| {
             if !body.is_object() {
                 return Err(statemesh_protocol::DocError::RootNotObject.into());
             }
-            rules.check(&key.namespace, body)?;
-            Ok(doc.put(body, now)?)
+            let size = rules.check(&key.namespace, body)?;
+            let outcome = doc.put(body, now)?;
+            *bound = Some(size);
+            Ok(outcome)
         })
         .await
     }
 
     /// Applies an RFC 7386 merge patch (creating the document if needed).
     pub async fn patch(&self, key: &DocKey, patch: &Value, pre: &Precondition) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Patch, |doc, rules, now| {
+        self.write(key, pre, ChangeKind::Patch, |doc, rules, now, bound| {
             if !patch.is_object() {
                 return Err(statemesh_protocol::DocError::RootNotObject.into());
             }
-            rules.check(&key.namespace, &doc.preview_merge_patch(patch))?;
-            Ok(doc.merge_patch(patch, now)?)
+            let mut new_bound = *bound;
+            rules.check_patch(&key.namespace, doc, patch, &mut new_bound)?;
+            let outcome = doc.merge_patch(patch, now)?;
+            *bound = new_bound;
+            Ok(outcome)
         })
         .await
     }
 
     /// Deletes the document (a tombstone change; history is kept).
     pub async fn delete(&self, key: &DocKey, pre: &Precondition) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Delete, |doc, _, now| {
+        self.write(key, pre, ChangeKind::Delete, |doc, _, now, bound| {
             if !doc.exists() {
                 return Err(NodeError::NotFound(key.to_string()));
             }
-            Ok(doc.delete(now)?)
+            let outcome = doc.delete(now)?;
+            *bound = Some(2);
+            Ok(outcome)
         })
         .await
     }
@@ -290,8 +297,14 @@ impl Node {
         bytes: &[u8],
         pre: &Precondition,
     ) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Automerge, |doc, rules, _| {
-            doc.apply_raw(bytes, |candidate| rules.check(&key.namespace, &candidate.to_json()))
+        self.write(key, pre, ChangeKind::Automerge, |doc, rules, _, bound| {
+            let mut size = *bound;
+            let outcome = doc.apply_raw(bytes, |candidate| {
+                size = Some(rules.check(&key.namespace, &candidate.to_json())?);
+                Ok::<(), NodeError>(())
+            })?;
+            *bound = size;
+            Ok(outcome)
         })
         .await
     }
@@ -301,7 +314,7 @@ impl Node {
         key: &DocKey,
         pre: &Precondition,
         kind: ChangeKind,
-        op: impl FnOnce(&mut Document, &NamespaceRules, i64) -> Result<WriteOutcome, NodeError>,
+        op: impl FnOnce(&mut Document, &NamespaceRules, i64, &mut Option<usize>) -> Result<WriteOutcome, NodeError>,
     ) -> Result<WriteResult, NodeError> {
         let inner = &self.inner;
         let rules = inner.namespaces.rules(&key.namespace)?;
@@ -310,11 +323,14 @@ impl Node {
         let (result, wait_for) = {
             let mut guard = entry.lock();
             let entry = &mut *guard;
-            let doc = self.loaded(key, entry)?;
+            self.ensure_loaded(key, entry)?;
+            let DocEntry { doc: Some(doc), json_bytes_bound, .. } = entry else {
+                return Err(NodeError::NotFound(key.to_string()));
+            };
             let existed = doc.exists();
             pre.check(doc)?;
             let now = now_ms();
-            let outcome = op(doc, rules, now)?;
+            let outcome = op(doc, rules, now, json_bytes_bound)?;
             if outcome.is_noop() {
                 let result = WriteResult { version: outcome.version, change: None, created: false };
                 (result, entry.last_seq)
@@ -378,6 +394,11 @@ impl Node {
 
     /// The entry's document, loading it from storage on first use.
     fn loaded<'e>(&self, key: &DocKey, entry: &'e mut DocEntry) -> Result<&'e mut Document, NodeError> {
+        self.ensure_loaded(key, entry)?;
+        entry.doc.as_mut().ok_or_else(|| NodeError::NotFound(key.to_string()))
+    }
+
+    fn ensure_loaded(&self, key: &DocKey, entry: &mut DocEntry) -> Result<(), NodeError> {
         if entry.doc.is_none() {
             let bytes = self.inner.storage.get(Family::Docs, &key.to_storage_key())?;
             let doc = match &bytes {
@@ -387,9 +408,10 @@ impl Node {
             };
             entry.saved_bytes = bytes.as_ref().map_or(0, Vec::len);
             entry.appended_bytes = 0;
+            entry.json_bytes_bound = None;
             entry.doc = Some(doc);
         }
-        entry.doc.as_mut().ok_or_else(|| NodeError::NotFound(key.to_string()))
+        Ok(())
     }
 
     // ---- reads ----

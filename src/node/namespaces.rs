@@ -35,9 +35,14 @@ impl NamespaceRules {
         Ok(Self { policy: policy.clone(), schema })
     }
 
-    /// Refuses a document (as JSON) that breaks the size limit or the schema.
-    pub fn check(&self, namespace: &Namespace, json: &Value) -> Result<(), NodeError> {
-        let size = serde_json::to_vec(json).map_or(usize::MAX, |bytes| bytes.len());
+    pub fn has_schema(&self) -> bool {
+        self.schema.is_some()
+    }
+
+    /// Refuses a document (as JSON) that breaks the size limit or the schema; returns its
+    /// size as JSON.
+    pub fn check(&self, namespace: &Namespace, json: &Value) -> Result<usize, NodeError> {
+        let size = json_bytes(json);
         if size as u64 > self.policy.max_doc_bytes {
             return Err(NodeError::DocumentTooLarge {
                 namespace: namespace.to_string(),
@@ -65,8 +70,35 @@ impl NamespaceRules {
                 });
             }
         }
+        Ok(size)
+    }
+
+    /// Checks a merge patch before it is applied. The merged document's size is at most the
+    /// current size plus the patch's, so when that bound fits and no schema applies the
+    /// merged JSON need not be built. `bound` carries the running upper bound of the
+    /// document's JSON size between writes (`None`: unknown).
+    pub fn check_patch(
+        &self,
+        namespace: &Namespace,
+        doc: &statemesh_protocol::Document,
+        patch: &Value,
+        bound: &mut Option<usize>,
+    ) -> Result<(), NodeError> {
+        let patch_size = json_bytes(patch);
+        if let Some(current) = *bound {
+            let fits = (current + patch_size) as u64 <= self.policy.max_doc_bytes;
+            if fits && self.schema.is_none() {
+                *bound = Some(current + patch_size);
+                return Ok(());
+            }
+        }
+        *bound = Some(self.check(namespace, &doc.preview_merge_patch(patch))?);
         Ok(())
     }
+}
+
+fn json_bytes(json: &Value) -> usize {
+    serde_json::to_vec(json).map_or(usize::MAX, |bytes| bytes.len())
 }
 
 /// Every namespace's rules.

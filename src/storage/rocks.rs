@@ -72,12 +72,20 @@ impl RocksStorage {
 
         let families = Family::ALL.iter().map(|family| {
             let mut cf = Options::default();
-            cf.set_compression_type(match options.compression {
+            let configured = match options.compression {
                 BlockCompression::None => DBCompressionType::None,
                 BlockCompression::Zlib => DBCompressionType::Zlib,
                 BlockCompression::Zstd => DBCompressionType::Zstd,
                 BlockCompression::Lz4 => DBCompressionType::Lz4,
-            });
+            };
+            // Freshly flushed data (levels 0-1) is rewritten soon by compaction, so compressing
+            // it only burns CPU that writers need; the configured codec applies from level 2,
+            // where data settles and most bytes live.
+            let mut per_level = [configured; 7];
+            per_level[0] = DBCompressionType::None;
+            per_level[1] = DBCompressionType::None;
+            cf.set_compression_per_level(&per_level);
+            cf.set_bottommost_compression_type(configured);
             cf.set_write_buffer_size(options.write_buffer_bytes);
             let mut table = BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);

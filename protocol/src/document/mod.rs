@@ -61,18 +61,21 @@ impl WriteOutcome {
 #[derive(Debug, Clone)]
 pub struct Document {
     doc: Automerge,
+    /// Cached [`Document::exists`]: derived from the heads' commit messages, which is costly
+    /// to look up, so it is recomputed only when foreign changes arrive.
+    exists: bool,
 }
 
 impl Document {
     /// An empty document that writes as `actor`.
     pub fn new(actor: ActorId) -> Self {
-        Self { doc: Automerge::new().with_actor(actor) }
+        Self { doc: Automerge::new().with_actor(actor), exists: false }
     }
 
     /// Loads stored bytes: a saved document optionally followed by more change chunks.
     pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, DocError> {
         let doc = Automerge::load(bytes).map_err(|e| DocError::InvalidAutomerge(e.to_string()))?;
-        Ok(Self { doc: doc.with_actor(actor) })
+        Ok(Self::from_automerge(doc.with_actor(actor)))
     }
 
     /// The compact whole-document encoding.
@@ -84,20 +87,19 @@ impl Document {
         Version::new(self.doc.get_heads())
     }
 
+    fn from_automerge(doc: Automerge) -> Self {
+        let exists = heads_exist(&doc);
+        Self { doc, exists }
+    }
+
     /// Whether the document has been written and not (only) deleted since.
     pub fn exists(&self) -> bool {
-        let heads = self.doc.get_heads();
-        !heads.is_empty()
-            && !heads.iter().all(|head| {
-                self.doc
-                    .get_change_meta_by_hash(head)
-                    .is_some_and(|meta| meta.message.as_deref() == Some(ChangeKind::Delete.commit_message()))
-            })
+        self.exists
     }
 
     /// Number of changes in the document's history.
     pub fn change_count(&self) -> usize {
-        self.doc.get_changes_meta(&[]).len()
+        usize::try_from(self.doc.stats().num_changes).unwrap_or(usize::MAX)
     }
 
     /// The current JSON view.
@@ -197,6 +199,8 @@ impl Document {
         } else if committed.is_none() {
             return Ok(WriteOutcome { changes: Vec::new(), version: self.version() });
         }
+        // A local change depends on every current head, so it is now the only head.
+        self.exists = kind != ChangeKind::Delete;
         let change = self.doc.get_last_local_change().map(|c| c.raw_bytes().to_vec());
         Ok(WriteOutcome { changes: change.into_iter().collect(), version: self.version() })
     }
@@ -213,15 +217,15 @@ impl Document {
         let before = self.doc.get_heads();
         let (candidate, changes) = guard_untrusted(|| {
             let incoming = chunks::parse_changes(bytes)?;
-            let mut candidate = Document { doc: self.doc.clone() };
-            candidate.doc.apply_changes(incoming)?;
-            let missing = candidate.doc.get_missing_deps(&[]);
+            let mut candidate = self.doc.clone();
+            candidate.apply_changes(incoming)?;
+            let missing = candidate.get_missing_deps(&[]);
             if !missing.is_empty() {
                 return Err(DocError::MissingDependencies(missing.len()));
             }
             let changes: Vec<Vec<u8>> =
-                candidate.doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
-            Ok((candidate, changes))
+                candidate.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+            Ok((Document::from_automerge(candidate), changes))
         })?;
         if !changes.is_empty() {
             accept(&candidate)?;
@@ -244,7 +248,7 @@ impl Document {
             candidate.apply_changes(parsed)?;
             Ok(candidate)
         })?;
-        self.doc = candidate;
+        *self = Document::from_automerge(candidate);
         Ok(self.version())
     }
 
@@ -259,6 +263,16 @@ impl Document {
     pub fn automerge(&self) -> &Automerge {
         &self.doc
     }
+}
+
+/// Existence from first principles: some change exists and not every head is a deletion.
+fn heads_exist(doc: &Automerge) -> bool {
+    let heads = doc.get_heads();
+    !heads.is_empty()
+        && !heads.iter().all(|head| {
+            doc.get_change_meta_by_hash(head)
+                .is_some_and(|meta| meta.message.as_deref() == Some(ChangeKind::Delete.commit_message()))
+        })
 }
 
 /// Runs Automerge on bytes from outside the node, turning a panic inside Automerge into an

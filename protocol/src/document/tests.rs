@@ -232,6 +232,7 @@ proptest! {
         prop_assert_eq!(a.to_json(), b.to_json());
         prop_assert_eq!(b.to_json(), c.to_json());
         prop_assert_eq!(a.exists(), c.exists());
+        prop_assert_eq!(a.exists(), heads_exist(&a.doc), "the cached existence flag matches the heads");
     }
 }
 

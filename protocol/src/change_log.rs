@@ -41,8 +41,10 @@ pub enum ChangeKind {
     Delete,
     /// Raw Automerge changes submitted by an Automerge-native client.
     Automerge,
-    /// A new change restoring an older state.
+    /// A new change restoring an older state of the same document.
     Rollback,
+    /// A new change setting the document to its state in a snapshot.
+    Restore,
 }
 
 impl ChangeKind {
@@ -55,6 +57,7 @@ impl ChangeKind {
             ChangeKind::Delete => "statemesh:delete",
             ChangeKind::Automerge => "statemesh:automerge",
             ChangeKind::Rollback => "statemesh:rollback",
+            ChangeKind::Restore => "statemesh:restore",
         }
     }
 }

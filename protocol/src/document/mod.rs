@@ -148,6 +148,11 @@ impl Document {
         self.put_as(&old, ChangeKind::Rollback, now_ms)
     }
 
+    /// Sets the content to `body` as a [`ChangeKind::Restore`] change (snapshot restore).
+    pub fn restore(&mut self, body: &Value, now_ms: i64) -> Result<WriteOutcome, DocError> {
+        self.put_as(body, ChangeKind::Restore, now_ms)
+    }
+
     fn put_as(&mut self, body: &Value, kind: ChangeKind, now_ms: i64) -> Result<WriteOutcome, DocError> {
         let Value::Object(fields) = body else {
             return Err(DocError::RootNotObject);

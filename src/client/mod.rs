@@ -1,7 +1,8 @@
 //! A typed HTTP client for the node's API, shared by the CLI, the tests and the benchmarks.
 //!
 //! One client means one place that knows the routes, headers and error shape; when the API
-//! grows, the CLI and the tests cannot drift apart.
+//! grows, the CLI and the tests cannot drift apart. Each feature area adds its calls in a
+//! file of its own here (`impl Client` blocks) on top of the shared request plumbing.
 
 use std::time::Duration;
 
@@ -91,7 +92,7 @@ pub enum Condition {
 #[derive(Debug, Clone)]
 pub struct Client {
     base: reqwest::Url,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Client {
@@ -118,7 +119,7 @@ impl Client {
     }
 
     /// `base/seg1/seg2/…`, each segment percent-encoded.
-    fn url(&self, segments: &[&str]) -> reqwest::Url {
+    pub(crate) fn url(&self, segments: &[&str]) -> reqwest::Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty();
@@ -127,7 +128,7 @@ impl Client {
         url
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
         let response = request
             .send()
             .await
@@ -153,7 +154,15 @@ impl Client {
         }
     }
 
-    async fn write_reply(&self, request: reqwest::RequestBuilder) -> Result<WriteReply, ClientError> {
+    pub(crate) async fn write_reply(&self, request: reqwest::RequestBuilder) -> Result<WriteReply, ClientError> {
+        self.json(request).await
+    }
+
+    /// Sends `request` and decodes a successful JSON reply.
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         self.send(request).await?.json().await.map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -267,7 +276,7 @@ fn quote(version: &str) -> String {
     }
 }
 
-fn etag(response: &reqwest::Response) -> Result<String, ClientError> {
+pub(crate) fn etag(response: &reqwest::Response) -> Result<String, ClientError> {
     response
         .headers()
         .get(header::ETAG)

@@ -12,6 +12,7 @@ pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod node;
+pub mod snapshot;
 pub mod storage;
 
 pub use statemesh_protocol as protocol;

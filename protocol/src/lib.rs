@@ -21,7 +21,7 @@ pub mod version;
 pub mod version_vector;
 
 pub use change_log::{ChangeId, ChangeKind, ChangeRecord, Seq};
-pub use document::{DocError, Document, WriteOutcome};
+pub use document::{merge_patch_json, DocError, Document, WriteOutcome};
 pub use ids::{DocId, DocKey, IdError, Namespace, NodeId};
 pub use version::{Version, VersionParseError};
 pub use version_vector::VersionVector;

@@ -24,7 +24,7 @@ fn etag(version: &Version) -> HeaderValue {
     HeaderValue::from_str(&version.to_etag()).unwrap_or_else(|_| HeaderValue::from_static("\"invalid\""))
 }
 
-fn write_response(result: WriteResult, created_status: bool) -> Response {
+pub(super) fn write_response(result: WriteResult, created_status: bool) -> Response {
     let status = if created_status && result.created { StatusCode::CREATED } else { StatusCode::OK };
     let body = json!({
         "version": result.version.to_string(),

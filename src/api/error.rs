@@ -49,6 +49,7 @@ impl From<NodeError> for ApiError {
             NodeError::SchemaViolation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "schema_violation"),
             NodeError::DocumentTooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "document_too_large"),
             NodeError::UnknownVersion(_) => (StatusCode::NOT_FOUND, "unknown_version"),
+            NodeError::RollbackTooFar { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "rollback_too_far"),
             NodeError::Document(doc) => match doc {
                 DocError::RootNotObject => (StatusCode::UNPROCESSABLE_ENTITY, "root_not_object"),
                 DocError::TooDeep(_) => (StatusCode::UNPROCESSABLE_ENTITY, "too_deep"),
@@ -57,6 +58,11 @@ impl From<NodeError> for ApiError {
                 DocError::MissingDependencies(_) => (StatusCode::CONFLICT, "missing_dependencies"),
                 DocError::Automerge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "automerge_refused"),
             },
+            NodeError::TxnNotFound(_) => (StatusCode::NOT_FOUND, "transaction_not_found"),
+            NodeError::TxnExpired(_) => (StatusCode::GONE, "transaction_expired"),
+            NodeError::TxnConflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            NodeError::LockTimeout(_) => (StatusCode::CONFLICT, "lock_timeout"),
+            NodeError::TooManyTransactions(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_transactions"),
             NodeError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_failed"),
             NodeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         };

@@ -7,7 +7,11 @@
 mod docs;
 mod error;
 mod extract;
+mod feed;
+mod history;
 mod ops;
+mod snapshots;
+mod txn;
 
 use std::time::{Duration, Instant};
 
@@ -29,12 +33,18 @@ pub struct AppState {
     pub node: Node,
     pub list_limit_max: u32,
     pub request_timeout: Duration,
+    /// The change feed's delivery default, subscriber bound and long-poll limit.
+    pub feed: feed::FeedSettings,
 }
 
 /// The complete router for `node` configured by `config`.
 pub fn router(node: Node, config: &Config) -> Router {
-    let state =
-        AppState { node, list_limit_max: config.api.list_limit_max, request_timeout: config.api.request_timeout };
+    let state = AppState {
+        node,
+        list_limit_max: config.api.list_limit_max,
+        request_timeout: config.api.request_timeout,
+        feed: feed::FeedSettings::from_config(config),
+    };
     let body_limit = usize::try_from(config.api.max_body_bytes).unwrap_or(usize::MAX);
     Router::new()
         .route("/v1/docs/{ns}", get(docs::list_docs))
@@ -43,6 +53,9 @@ pub fn router(node: Node, config: &Config) -> Router {
             get(docs::get_doc).put(docs::put_doc).patch(docs::patch_doc).delete(docs::delete_doc),
         )
         .route("/v1/docs/{ns}/{id}/changes", get(docs::get_changes).post(docs::post_changes))
+        .merge(history::routes())
+        .merge(txn::routes())
+        .route("/v1/changes", get(feed::changes))
         .route("/v1/status", get(ops::status))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -51,6 +64,8 @@ pub fn router(node: Node, config: &Config) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        // Snapshot work may outlast api.request_timeout, so these join after the deadline layer.
+        .merge(snapshots::routes(state.clone(), config))
         .with_state(state)
 }
 
@@ -87,5 +102,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Feed streams never end by themselves; end them once shutdown begins so it can finish.
+    let shutdown = async move {
+        shutdown.await;
+        feed::end_streams();
+    };
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

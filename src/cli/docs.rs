@@ -31,7 +31,7 @@ impl ConditionArgs {
     }
 }
 
-fn read_json(inline: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Value> {
+pub(super) fn read_json(inline: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Value> {
     let text = match (inline, file) {
         (Some(text), _) if text != "-" => text,
         (_, Some(path)) => std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -100,7 +100,12 @@ pub fn run(node: &str, json: bool, command: Command) -> anyhow::Result<ExitCode>
                     print!("{}", output::status(&status));
                 }
             }
-            Command::Start(_) | Command::Config(_) => unreachable!("handled before connecting"),
+            Command::History(args) => super::history::history(&client, json, args).await?,
+            Command::Rollback(args) => super::history::rollback(&client, json, args).await?,
+            Command::Txn(args) => super::history::txn(&client, json, args).await?,
+            Command::Start(_) | Command::Config(_) | Command::Snapshot(_) | Command::Watch(_) => {
+                unreachable!("handled before connecting")
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

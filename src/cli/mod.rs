@@ -6,8 +6,11 @@
 
 mod config_cmd;
 mod docs;
+mod history;
 mod output;
+mod snapshot;
 mod start;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +106,19 @@ enum Command {
     },
     /// Show the node's status: id, storage, document count, version vector.
     Status,
+    /// List a document's changes, newest first.
+    History(history::HistoryArgs),
+    /// Restore an earlier state of a document as a new change (history is kept).
+    Rollback(history::RollbackArgs),
+    /// Run a transaction: compare, then the success or failure steps, atomically.
+    Txn(history::TxnArgs),
+    /// Snapshots: create, list, restore or delete them on a running node; export or import
+    /// a stopped node's data offline.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
+    /// Follow the change feed: one line per change (--json: the event JSON); reconnects and
+    /// resumes after the last change printed.
+    Watch(watch::WatchArgs),
 }
 
 /// Parses arguments, runs the command, and turns any failure into a message and exit code.
@@ -111,6 +127,8 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Start(args) => start::run(args),
         Command::Config(command) => config_cmd::run(command),
+        Command::Snapshot(command) => snapshot::run(&cli.node, cli.json, command),
+        Command::Watch(args) => watch::run(&cli.node, cli.json, args),
         command => docs::run(&cli.node, cli.json, command),
     };
     match result {

@@ -69,8 +69,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     tracing::info!(node_id = %node.node_id(), %address, data_dir = %config.node.data_dir.display(), "statemesh node ready");
     let router = crate::api::router(node.clone(), &config);
+    let snapshots = crate::snapshot::SnapshotSettings::from_config(&config);
+    let scheduler = crate::snapshot::Scheduler::spawn(node.clone(), snapshots);
     let stop = stop_signal(node.clone());
     crate::api::serve(listener, router, stop).await.context("HTTP server failed")?;
+    if let Some(scheduler) = scheduler {
+        // A snapshot in progress finishes before storage is flushed and closed.
+        scheduler.stop().await;
+    }
     match node.shutdown().await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {

@@ -4,6 +4,11 @@
 //! grows, the CLI and the tests cannot drift apart. Each feature area adds its calls in a
 //! file of its own here (`impl Client` blocks) on top of the shared request plumbing.
 
+pub mod feed;
+mod history;
+mod snapshots;
+mod txn;
+
 use std::time::Duration;
 
 use reqwest::{header, StatusCode};
@@ -146,7 +151,7 @@ impl Client {
         })
     }
 
-    fn conditioned(request: reqwest::RequestBuilder, condition: &Condition) -> reqwest::RequestBuilder {
+    pub(crate) fn conditioned(request: reqwest::RequestBuilder, condition: &Condition) -> reqwest::RequestBuilder {
         match condition {
             Condition::None => request,
             Condition::IfMatch(version) => request.header(header::IF_MATCH, quote(version)),

@@ -5,13 +5,18 @@
 //! request holds it and everything written to it is durable; otherwise a reload from storage
 //! could miss a queued change and fork the document's history under our own actor.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use statemesh_protocol::change_log::Seq;
-use statemesh_protocol::{DocKey, Document};
+use statemesh_protocol::{DocKey, Document, Version};
+
+use super::feed_event::FeedPos;
+
+/// How many recent versions an entry remembers for snapshot reads.
+const VERSIONS_KEPT: usize = 32;
 
 /// A cached document and what the write path needs to know about its storage.
 pub struct DocEntry {
@@ -26,6 +31,23 @@ pub struct DocEntry {
     /// An upper bound of the document's size as JSON (`None`: unknown), so size limits can
     /// be checked without rendering the document on every write.
     pub json_bytes_bound: Option<usize>,
+    /// Recent `(feed position, version)` pairs, oldest first: the document was at `version`
+    /// from that position until the next entry. Transactions read snapshots through it.
+    pub versions: VecDeque<(FeedPos, Version)>,
+}
+
+impl DocEntry {
+    pub fn remember_version(&mut self, pos: FeedPos, version: Version) {
+        if self.versions.len() == VERSIONS_KEPT {
+            self.versions.pop_front();
+        }
+        self.versions.push_back((pos, version));
+    }
+
+    /// The version the document had at feed position `pos`, if still remembered.
+    pub fn version_at(&self, pos: FeedPos) -> Option<&Version> {
+        self.versions.iter().rev().find(|(at, _)| *at <= pos).map(|(_, version)| version)
+    }
 }
 
 struct Slot {
@@ -61,6 +83,7 @@ impl DocCache {
             appended_bytes: 0,
             saved_bytes: 0,
             json_bytes_bound: None,
+            versions: VecDeque::new(),
         }));
         slots.insert(key.clone(), Slot { entry: entry.clone(), last_used: tick });
         entry

@@ -26,8 +26,20 @@ pub enum NodeError {
     DocumentTooLarge { namespace: String, size: usize, max: u64 },
     #[error("version {0} is not a version of this document")]
     UnknownVersion(Version),
+    #[error("cannot roll back {steps} changes: the document has {changes} (use 1 to {max})", max = changes.saturating_sub(1))]
+    RollbackTooFar { steps: usize, changes: usize },
     #[error(transparent)]
     Document(DocError),
+    #[error("transaction {0} does not exist (never began, already committed or aborted)")]
+    TxnNotFound(String),
+    #[error("transaction {0} expired (concurrency.transaction_timeout) and was aborted")]
+    TxnExpired(String),
+    #[error("transaction conflict on {key}: {reason}; nothing was applied")]
+    TxnConflict { key: String, reason: String },
+    #[error("timed out waiting for the lock on {0} (concurrency.lock_timeout)")]
+    LockTimeout(String),
+    #[error("too many open transactions (concurrency.max_transactions = {0})")]
+    TooManyTransactions(usize),
     #[error("storage failed; the node is stopping: {0}")]
     Storage(#[from] StorageError),
     #[error("the node is shutting down")]

@@ -8,11 +8,19 @@
 //! wait for the durability of whatever they observed, so a response never shows a change that
 //! a crash could still take back.
 
+mod change_index;
 mod committer;
 mod doc_cache;
 mod doc_meta;
 mod error;
+mod feed;
+mod feed_event;
+mod history;
 mod namespaces;
+mod retention;
+mod snapshot_ops;
+mod txn;
+mod write_path;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,11 +29,8 @@ use automerge::ActorId;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
-use statemesh_protocol::change_log::{log_key, Seq};
-use statemesh_protocol::{
-    ChangeId, ChangeKind, ChangeRecord, DocId, DocKey, Document, Namespace, NodeId, Version, VersionVector,
-    WriteOutcome,
-};
+use statemesh_protocol::change_log::Seq;
+use statemesh_protocol::{ChangeId, ChangeKind, DocId, DocKey, Document, Namespace, NodeId, Version, VersionVector};
 use tokio::sync::Semaphore;
 
 use crate::clock::now_ms;
@@ -33,13 +38,18 @@ use crate::config::{Compression, Config, StorageType};
 use crate::identity::{Identity, IdentityError};
 use crate::metrics::Metrics;
 use crate::storage::{
-    key_after, BatchOp, BlockCompression, Family, MemoryStorage, RocksOptions, RocksStorage, Storage, StorageError,
+    key_after, BlockCompression, Family, MemoryStorage, RocksOptions, RocksStorage, Storage, StorageError,
 };
-use committer::{PendingWrite, Sequencer, DOC_COUNT_KEY};
+use committer::{CommitterParts, Sequencer, DOC_COUNT_KEY, FEED_POS_KEY};
 use doc_cache::{DocCache, DocEntry};
 pub use doc_meta::DocMeta;
 pub use error::NodeError;
+pub use feed::{FeedError, FeedFilter, FeedPage};
+pub use feed_event::{FeedEvent, FeedPos};
+pub use history::{HistoryEntry, HistoryPage, RollbackTarget};
 pub use namespaces::{NamespaceRules, Namespaces};
+use retention::{log_floor_key, Retention, FEED_FLOOR_KEY};
+pub use txn::{Compare, CompareOp, CompareTarget, OnceOutcome, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep};
 
 /// Prefix of the version-vector entries in the meta family: `vv/<origin>` → seq (u64 BE).
 const VV_PREFIX: &[u8] = b"vv/";
@@ -132,6 +142,8 @@ pub struct NodeStatus {
     pub started_ms: i64,
     pub uptime_ms: i64,
     pub namespaces: Vec<String>,
+    /// Interactive transactions currently open.
+    pub open_transactions: usize,
 }
 
 struct Inner {
@@ -148,6 +160,11 @@ struct Inner {
     remote_vv: Mutex<VersionVector>,
     name: Option<String>,
     started_ms: i64,
+    /// `history.enabled`: whether feed events are kept durably for replay.
+    history_enabled: bool,
+    /// The oldest feed position still stored (raised by retention).
+    feed_floor: Arc<std::sync::atomic::AtomicU64>,
+    transactions: txn::Transactions,
 }
 
 /// A running node. Cheap to clone; all clones share the node.
@@ -200,16 +217,25 @@ impl Node {
             None => 0,
         };
         metrics.documents.set(doc_count);
-        let sequencer = Sequencer::new(local_seq);
-        let committer = committer::spawn(
-            sequencer.clone(),
-            storage.clone(),
-            metrics.clone(),
-            vv_key(identity.node_id()),
+        let feed_pos = read_u64(storage.as_ref(), FEED_POS_KEY)?;
+        let sequencer = Sequencer::new(local_seq, feed_pos, config.notifications.buffer_size);
+        let feed_floor = Arc::new(std::sync::atomic::AtomicU64::new(read_u64(storage.as_ref(), FEED_FLOOR_KEY)?));
+        let retention = Retention::new(
+            config.history.max_size,
+            config.history.retention,
+            feed_floor.clone(),
+            read_u64(storage.as_ref(), &log_floor_key(identity.node_id()))?,
+            identity.node_id().clone(),
+        );
+        let parts = CommitterParts {
+            storage: storage.clone(),
+            metrics: metrics.clone(),
+            local_vv_key: vv_key(identity.node_id()),
             doc_count,
-            config.storage.group_commit_max_batch,
-        )
-        .map_err(OpenError::Thread)?;
+            max_batch: config.storage.group_commit_max_batch,
+            retention,
+        };
+        let committer = committer::spawn(sequencer.clone(), parts).map_err(OpenError::Thread)?;
         tracing::info!(node_id = %identity.node_id(), storage = storage.kind(), local_seq, doc_count, "node opened");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -225,6 +251,9 @@ impl Node {
                 remote_vv: Mutex::new(remote_vv),
                 name: config.node.name.clone(),
                 started_ms: now_ms(),
+                history_enabled: config.history.enabled,
+                feed_floor,
+                transactions: txn::Transactions::new(&config.concurrency),
             }),
         })
     }
@@ -309,95 +338,6 @@ impl Node {
         .await
     }
 
-    async fn write(
-        &self,
-        key: &DocKey,
-        pre: &Precondition,
-        kind: ChangeKind,
-        op: impl FnOnce(&mut Document, &NamespaceRules, i64, &mut Option<usize>) -> Result<WriteOutcome, NodeError>,
-    ) -> Result<WriteResult, NodeError> {
-        let inner = &self.inner;
-        let rules = inner.namespaces.rules(&key.namespace)?;
-        let _permit = inner.inflight.acquire().await.map_err(|_| NodeError::ShuttingDown)?;
-        let entry = inner.cache.entry(key, inner.sequencer.durable().seq);
-        let (result, wait_for) = {
-            let mut guard = entry.lock();
-            let entry = &mut *guard;
-            self.ensure_loaded(key, entry)?;
-            let DocEntry { doc: Some(doc), json_bytes_bound, .. } = entry else {
-                return Err(NodeError::NotFound(key.to_string()));
-            };
-            let existed = doc.exists();
-            pre.check(doc)?;
-            let now = now_ms();
-            let outcome = op(doc, rules, now, json_bytes_bound)?;
-            if outcome.is_noop() {
-                let result = WriteResult { version: outcome.version, change: None, created: false };
-                (result, entry.last_seq)
-            } else {
-                let exists = doc.exists();
-                let meta = DocMeta::new(exists, &outcome.version, now, doc.change_count() as u64);
-                let mut ops = self.document_ops(key, entry, &outcome.changes);
-                ops.push(BatchOp::Put { family: Family::DocMeta, key: key.to_storage_key(), value: meta.encode() });
-                let origin = self.node_id().clone();
-                let submitted = inner.sequencer.submit(|seq| {
-                    let record = ChangeRecord {
-                        id: ChangeId { origin: origin.clone(), seq },
-                        doc: key.clone(),
-                        kind,
-                        time_ms: now,
-                        changes: outcome.changes,
-                    };
-                    ops.push(BatchOp::Put {
-                        family: Family::ChangeLog,
-                        key: log_key(&origin, seq),
-                        value: record.encode(),
-                    });
-                    PendingWrite { seq, ops, doc_count_delta: i64::from(exists) - i64::from(existed) }
-                });
-                let seq = match submitted {
-                    Ok(seq) => seq,
-                    Err(error) => {
-                        // The change exists only in memory: forget it so nothing reads it.
-                        entry.doc = None;
-                        return Err(error);
-                    }
-                };
-                entry.last_seq = seq;
-                let result = WriteResult {
-                    version: outcome.version,
-                    change: Some(ChangeId { origin, seq }),
-                    created: exists && !existed,
-                };
-                (result, seq)
-            }
-        };
-        inner.sequencer.wait_durable(wait_for).await?;
-        Ok(result)
-    }
-
-    /// The storage mutation for a document's new changes: append them, or, once the appended
-    /// tail has grown past the last whole save, store the whole document again.
-    fn document_ops(&self, key: &DocKey, entry: &mut DocEntry, changes: &[Vec<u8>]) -> Vec<BatchOp> {
-        let added: usize = changes.iter().map(Vec::len).sum();
-        let storage_key = key.to_storage_key();
-        if entry.appended_bytes + added > entry.saved_bytes.max(COMPACT_TAIL_BYTES_MIN) {
-            let saved = entry.doc.as_ref().map(Document::save).unwrap_or_default();
-            entry.saved_bytes = saved.len();
-            entry.appended_bytes = 0;
-            vec![BatchOp::Put { family: Family::Docs, key: storage_key, value: saved }]
-        } else {
-            entry.appended_bytes += added;
-            vec![BatchOp::Append { family: Family::Docs, key: storage_key, value: changes.concat() }]
-        }
-    }
-
-    /// The entry's document, loading it from storage on first use.
-    fn loaded<'e>(&self, key: &DocKey, entry: &'e mut DocEntry) -> Result<&'e mut Document, NodeError> {
-        self.ensure_loaded(key, entry)?;
-        entry.doc.as_mut().ok_or_else(|| NodeError::NotFound(key.to_string()))
-    }
-
     fn ensure_loaded(&self, key: &DocKey, entry: &mut DocEntry) -> Result<(), NodeError> {
         if entry.doc.is_none() {
             let bytes = self.inner.storage.get(Family::Docs, &key.to_storage_key())?;
@@ -409,9 +349,25 @@ impl Node {
             entry.saved_bytes = bytes.as_ref().map_or(0, Vec::len);
             entry.appended_bytes = 0;
             entry.json_bytes_bound = None;
+            entry.versions.clear();
+            entry.remember_version(self.last_change_pos(key, &doc)?, doc.version());
             entry.doc = Some(doc);
         }
         Ok(())
+    }
+
+    /// The feed position of the newest change among the document's heads: from then on the
+    /// document has had its current version. Falls back to the durable head when the index
+    /// does not know a head (data from before the index existed).
+    fn last_change_pos(&self, key: &DocKey, doc: &Document) -> Result<FeedPos, NodeError> {
+        let mut newest = 0;
+        for head in doc.version().heads() {
+            match self.inner.storage.get(Family::DocChanges, &change_index::key(key, head))? {
+                Some(bytes) => newest = newest.max(change_index::ChangeRef::decode(&bytes)?.pos),
+                None => return Ok(self.inner.sequencer.durable().pos),
+            }
+        }
+        Ok(newest)
     }
 
     // ---- reads ----
@@ -422,13 +378,26 @@ impl Node {
         key: &DocKey,
         read: impl FnOnce(&Document) -> Result<T, NodeError>,
     ) -> Result<T, NodeError> {
+        self.read_entry(key, |entry| match &entry.doc {
+            Some(doc) => read(doc),
+            None => Err(NodeError::NotFound(key.to_string())),
+        })
+        .await
+    }
+
+    /// Runs `read` on the loaded cache entry (document and its recent versions), then waits
+    /// until what it saw is durable.
+    async fn read_entry<T>(
+        &self,
+        key: &DocKey,
+        read: impl FnOnce(&DocEntry) -> Result<T, NodeError>,
+    ) -> Result<T, NodeError> {
         self.inner.namespaces.rules(&key.namespace)?;
         let entry = self.inner.cache.entry(key, self.inner.sequencer.durable().seq);
         let (result, seen) = {
             let mut guard = entry.lock();
-            let seen = guard.last_seq;
-            let doc = self.loaded(key, &mut guard)?;
-            (read(doc), seen)
+            self.ensure_loaded(key, &mut guard)?;
+            (read(&guard), guard.last_seq)
         };
         self.inner.sequencer.wait_durable(seen).await?;
         result
@@ -527,6 +496,7 @@ impl Node {
             started_ms: self.inner.started_ms,
             uptime_ms: now - self.inner.started_ms,
             namespaces: self.inner.namespaces.declared().map(str::to_string).collect(),
+            open_transactions: self.inner.transactions.open_count(),
         }
     }
 
@@ -560,6 +530,16 @@ impl Node {
     /// A receiver that fires whenever the durable watermark moves or storage fails.
     pub fn watch_durable(&self) -> tokio::sync::watch::Receiver<committer::Durable> {
         self.inner.sequencer.subscribe()
+    }
+}
+
+/// A big-endian u64 from the meta family (0 when absent).
+fn read_u64(storage: &dyn Storage, key: &[u8]) -> Result<u64, StorageError> {
+    match storage.get(Family::Meta, key)? {
+        Some(bytes) => Ok(u64::from_be_bytes(
+            bytes.try_into().map_err(|_| StorageError::Corrupt(format!("meta {}", String::from_utf8_lossy(key))))?,
+        )),
+        None => Ok(0),
     }
 }
 

@@ -4,6 +4,8 @@ use serde_json::json;
 
 use super::*;
 use crate::config::Config;
+use statemesh_protocol::change_log::log_key;
+use statemesh_protocol::ChangeRecord;
 
 fn key(ns: &str, id: &str) -> DocKey {
     DocKey::new(Namespace::new(ns).expect("ns"), DocId::new(id).expect("id"))
@@ -254,6 +256,13 @@ impl Storage for FailingStorage {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         self.0.scan(family, prefix, start, limit)
+    }
+    fn visit_consistent(
+        &self,
+        families: &[Family],
+        visit: &mut dyn FnMut(Family, &[u8], &[u8]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        self.0.visit_consistent(families, visit)
     }
     fn size_bytes(&self) -> u64 {
         0

@@ -9,6 +9,7 @@ pub fn run_all(make: &dyn Fn() -> Box<dyn Storage>) {
     families_are_separate(make().as_ref());
     scan_respects_prefix_start_and_limit(make().as_ref());
     a_batch_applies_in_order(make().as_ref());
+    a_consistent_visit_sees_one_point_in_time(make().as_ref());
 }
 
 fn batch(f: impl FnOnce(&mut WriteBatch)) -> WriteBatch {
@@ -79,4 +80,51 @@ fn a_batch_applies_in_order(store: &dyn Storage) {
         }))
         .expect("write");
     assert_eq!(store.get(Family::Meta, b"o").expect("get"), Some(b"3".to_vec()));
+}
+
+fn a_consistent_visit_sees_one_point_in_time(store: &dyn Storage) {
+    store
+        .write(batch(|b| {
+            b.put(Family::DocMeta, b"a".to_vec(), b"meta-a".to_vec());
+            b.put(Family::DocMeta, b"b".to_vec(), b"meta-b".to_vec());
+            b.append(Family::Docs, b"a".to_vec(), b"doc-".to_vec());
+            b.append(Family::Docs, b"a".to_vec(), b"a".to_vec());
+            b.put(Family::Meta, b"m".to_vec(), b"1".to_vec());
+        }))
+        .expect("write");
+    let mut seen = Vec::new();
+    let mut writes_during_visit = 0;
+    store
+        .visit_consistent(&[Family::Docs, Family::DocMeta], &mut |family, key, value| {
+            // Writes landing mid-visit (from another thread, in a node) must not show up.
+            if writes_during_visit == 0 {
+                writes_during_visit += 1;
+                store
+                    .write(batch(|b| {
+                        b.put(Family::DocMeta, b"c".to_vec(), b"meta-c".to_vec());
+                        b.delete(Family::DocMeta, b"b".to_vec());
+                    }))
+                    .expect("write during visit");
+            }
+            seen.push((family, key.to_vec(), value.to_vec()));
+            Ok(())
+        })
+        .expect("visit");
+    assert_eq!(
+        seen,
+        vec![
+            (Family::Docs, b"a".to_vec(), b"doc-a".to_vec()),
+            (Family::DocMeta, b"a".to_vec(), b"meta-a".to_vec()),
+            (Family::DocMeta, b"b".to_vec(), b"meta-b".to_vec()),
+        ],
+        "families in the order asked, merged values, nothing written after the visit began"
+    );
+    // The first error stops the visit and is returned.
+    let mut calls = 0;
+    let result = store.visit_consistent(&[Family::DocMeta], &mut |_, _, _| {
+        calls += 1;
+        Err(super::StorageError::Io("stop".to_string()))
+    });
+    assert!(result.is_err());
+    assert_eq!(calls, 1);
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::RwLock;
 
-use super::{BatchOp, Family, Storage, StorageError, WriteBatch};
+use super::{BatchOp, Family, Storage, StorageError, Visit, WriteBatch};
 
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
@@ -61,6 +61,21 @@ impl Storage for MemoryStorage {
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn visit_consistent(&self, families: &[Family], visit: Visit<'_>) -> Result<(), StorageError> {
+        // A copy taken under one read lock is the point in time; visiting the copy keeps the
+        // lock short and lets `visit` take as long as it likes without stalling writers.
+        let copies: Vec<(Family, BTreeMap<_, _>)> = {
+            let all = self.families.read();
+            families.iter().map(|family| (*family, all.get(family).cloned().unwrap_or_default())).collect()
+        };
+        for (family, entries) in &copies {
+            for (key, value) in entries {
+                visit(*family, key, value)?;
+            }
+        }
+        Ok(())
     }
 
     fn size_bytes(&self) -> u64 {

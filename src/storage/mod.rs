@@ -104,6 +104,11 @@ impl WriteBatch {
         self.ops.push(BatchOp::Delete { family, key });
     }
 
+    /// Appends already-built operations.
+    pub fn extend(&mut self, ops: impl IntoIterator<Item = BatchOp>) {
+        self.ops.extend(ops);
+    }
+
     pub fn ops(&self) -> &[BatchOp] {
         &self.ops
     }
@@ -139,6 +144,10 @@ pub enum StorageError {
     Locked { path: String },
 }
 
+/// The callback of [`Storage::visit_consistent`]: one entry (family, key, value) at a time.
+/// (The same type as writing `&mut dyn FnMut(…)` in place.)
+pub type Visit<'a> = &'a mut dyn FnMut(Family, &[u8], &[u8]) -> Result<(), StorageError>;
+
 /// A key-value store with atomic, durable batches.
 pub trait Storage: Send + Sync + 'static {
     /// Applies `batch` atomically; returns once it is durable.
@@ -154,6 +163,12 @@ pub trait Storage: Send + Sync + 'static {
         start: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+
+    /// Calls `visit` with every entry of each of `families` (in that order, keys ascending
+    /// within a family), all read at one point in time: batches written meanwhile are not
+    /// seen, and no batch is ever seen in part. Writers are not held up while `visit` runs.
+    /// Snapshots use this for a consistent export. The first error from `visit` stops it.
+    fn visit_consistent(&self, families: &[Family], visit: Visit<'_>) -> Result<(), StorageError>;
 
     /// Approximate bytes used on disk (or in memory).
     fn size_bytes(&self) -> u64;

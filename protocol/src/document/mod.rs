@@ -97,6 +97,16 @@ impl Document {
         self.exists
     }
 
+    /// Whether the document existed at `version` (a version it has passed).
+    pub fn exists_at(&self, version: &Version) -> bool {
+        !version.is_empty()
+            && !version.heads().iter().all(|head| {
+                self.doc
+                    .get_change_meta_by_hash(head)
+                    .is_none_or(|meta| meta.message.as_deref() == Some(ChangeKind::Delete.commit_message()))
+            })
+    }
+
     /// Number of changes in the document's history.
     pub fn change_count(&self) -> usize {
         usize::try_from(self.doc.stats().num_changes).unwrap_or(usize::MAX)
@@ -228,8 +238,7 @@ impl Document {
             if !missing.is_empty() {
                 return Err(DocError::MissingDependencies(missing.len()));
             }
-            let changes: Vec<Vec<u8>> =
-                candidate.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+            let changes: Vec<Vec<u8>> = candidate.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
             Ok((Document::from_automerge(candidate), changes))
         })?;
         if !changes.is_empty() {

@@ -55,11 +55,14 @@ fn too_deep_json_is_refused_and_rolled_back() {
 fn delete_tombstones_and_a_later_put_revives() {
     let mut d = doc(1);
     d.put(&json!({"a": 1}), 1).unwrap();
-    d.delete(2).unwrap();
+    let deleted = d.delete(2).unwrap();
     assert!(!d.exists());
+    assert!(!d.exists_at(&deleted.version));
     assert_eq!(d.to_json(), json!({}));
-    d.put(&json!({}), 3).unwrap();
+    let revived = d.put(&json!({}), 3).unwrap();
     assert!(d.exists(), "an empty put on a deleted document re-creates it");
+    assert!(d.exists_at(&revived.version));
+    assert!(!d.exists_at(&Version::default()));
 }
 
 #[test]

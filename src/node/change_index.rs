@@ -1,0 +1,51 @@
+//! The per-document index from an Automerge change hash to the logged change that carried it.
+//!
+//! Automerge knows a change's actor, time and message, but not which node logged it under
+//! which `(origin, seq)`, nor where it sits in this node's feed. History listings join the two
+//! through this index, written in the same batch as the change.
+
+use automerge::ChangeHash;
+use serde::{Deserialize, Serialize};
+use statemesh_protocol::{ChangeId, DocKey};
+
+use super::feed_event::FeedPos;
+use crate::storage::StorageError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRef {
+    pub change: ChangeId,
+    pub pos: FeedPos,
+}
+
+const FORMAT: u8 = 1;
+
+impl ChangeRef {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![FORMAT];
+        bincode::serde::encode_into_std_write(self, &mut out, bincode::config::standard()).expect("change ref encodes");
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
+        match bytes.split_first() {
+            Some((&FORMAT, body)) => bincode::serde::decode_from_slice(body, bincode::config::standard())
+                .map(|(value, _)| value)
+                .map_err(|e| StorageError::Corrupt(format!("change index: {e}"))),
+            _ => Err(StorageError::Corrupt("change index has an unknown format".to_string())),
+        }
+    }
+}
+
+/// `namespace NUL doc_id NUL hash`.
+pub fn key(doc: &DocKey, hash: &ChangeHash) -> Vec<u8> {
+    let mut key = doc.to_storage_key();
+    key.push(0);
+    key.extend_from_slice(&hash.0);
+    key
+}
+
+/// The hashes of raw change chunks (chunks that do not parse are skipped: they came from the
+/// node's own document and parse by construction).
+pub fn hashes(changes: &[Vec<u8>]) -> Vec<ChangeHash> {
+    changes.iter().filter_map(|bytes| automerge::Change::from_bytes(bytes.clone()).ok()).map(|c| c.hash()).collect()
+}

@@ -1,0 +1,161 @@
+//! Atomic multi-document sections: the mechanism under every transaction form.
+//!
+//! An atomic section locks the entries of all the documents it names, in key order (so two
+//! sections can never deadlock), lets its body read them and edit private copies, and then
+//! either publishes every copy and queues all the changes as one unit (one storage batch, so
+//! a crash keeps all or none), or, on any error, drops the copies: nothing partial is ever
+//! visible or stored.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use parking_lot::MutexGuard;
+use serde_json::Value;
+use statemesh_protocol::{ChangeKind, DocKey, Document, WriteOutcome};
+
+use super::super::doc_cache::DocEntry;
+use super::super::{Node, NodeError, WriteResult};
+use crate::clock::now_ms;
+
+/// One write inside a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxnOp {
+    Put(Value),
+    Patch(Value),
+    Delete,
+}
+
+impl TxnOp {
+    fn kind(&self) -> ChangeKind {
+        match self {
+            TxnOp::Put(_) => ChangeKind::Put,
+            TxnOp::Patch(_) => ChangeKind::Patch,
+            TxnOp::Delete => ChangeKind::Delete,
+        }
+    }
+}
+
+/// A document edited inside a section: the working copy and what was done to it.
+struct Working {
+    doc: Document,
+    existed: bool,
+    kind: ChangeKind,
+    changes: Vec<Vec<u8>>,
+}
+
+/// The documents a section holds, readable as they are and writable as private copies.
+pub struct AtomicView<'a> {
+    node: &'a Node,
+    entries: BTreeMap<DocKey, MutexGuard<'a, DocEntry>>,
+    working: BTreeMap<DocKey, Working>,
+    now: i64,
+}
+
+impl AtomicView<'_> {
+    /// The document as the section sees it: its working copy if edited, else as stored.
+    pub fn doc(&self, key: &DocKey) -> Result<&Document, NodeError> {
+        if let Some(working) = self.working.get(key) {
+            return Ok(&working.doc);
+        }
+        self.entries
+            .get(key)
+            .and_then(|entry| entry.doc.as_ref())
+            .ok_or_else(|| NodeError::NotFound(format!("{key} (not part of this transaction)")))
+    }
+
+    /// Applies `op` to the working copy of `key`, checking the namespace's rules first.
+    pub fn apply(&mut self, key: &DocKey, op: &TxnOp) -> Result<(), NodeError> {
+        let rules = self.node.inner.namespaces.rules(&key.namespace)?;
+        if !self.working.contains_key(key) {
+            let doc = self.doc(key)?.clone();
+            let existed = doc.exists();
+            self.working.insert(key.clone(), Working { doc, existed, kind: op.kind(), changes: Vec::new() });
+        }
+        let working = self.working.get_mut(key).ok_or_else(|| NodeError::NotFound(key.to_string()))?;
+        let now = self.now;
+        let outcome: WriteOutcome = match op {
+            TxnOp::Put(body) => {
+                if !body.is_object() {
+                    return Err(statemesh_protocol::DocError::RootNotObject.into());
+                }
+                rules.check(&key.namespace, body)?;
+                working.doc.put(body, now)?
+            }
+            TxnOp::Patch(patch) => {
+                if !patch.is_object() {
+                    return Err(statemesh_protocol::DocError::RootNotObject.into());
+                }
+                rules.check(&key.namespace, &working.doc.preview_merge_patch(patch))?;
+                working.doc.merge_patch(patch, now)?
+            }
+            TxnOp::Delete => {
+                if !working.doc.exists() {
+                    return Err(NodeError::NotFound(key.to_string()));
+                }
+                working.doc.delete(now)?
+            }
+        };
+        working.kind = op.kind();
+        working.changes.extend(outcome.changes);
+        Ok(())
+    }
+}
+
+impl Node {
+    /// Runs `body` over the documents `keys` atomically (see the module docs) and waits until
+    /// its changes are durable. Returns the body's value and one result per changed document.
+    pub(crate) async fn atomic<T>(
+        &self,
+        keys: &BTreeSet<DocKey>,
+        body: impl FnOnce(&mut AtomicView<'_>) -> Result<T, NodeError>,
+    ) -> Result<(T, BTreeMap<DocKey, WriteResult>), NodeError> {
+        for key in keys {
+            self.inner.namespaces.rules(&key.namespace)?;
+        }
+        let _permit = self.inner.inflight.acquire().await.map_err(|_| NodeError::ShuttingDown)?;
+        let durable_seq = self.inner.sequencer.durable().seq;
+        let handles: Vec<_> = keys.iter().map(|key| (key.clone(), self.inner.cache.entry(key, durable_seq))).collect();
+        let (value, results, wait_for) = {
+            let mut entries = BTreeMap::new();
+            // What the section reads must be durable before it answers, like any read.
+            let mut observed = 0;
+            // `keys` is ordered, so every section takes its locks in the same order.
+            for (key, handle) in &handles {
+                let mut guard = handle.lock();
+                self.ensure_loaded(key, &mut guard)?;
+                observed = observed.max(guard.last_seq);
+                entries.insert(key.clone(), guard);
+            }
+            let mut view = AtomicView { node: self, entries, working: BTreeMap::new(), now: now_ms() };
+            let value = body(&mut view)?;
+            let AtomicView { mut entries, working, now, .. } = view;
+            let mut prepared = Vec::new();
+            let mut touched = Vec::new();
+            for (key, working) in working {
+                if working.changes.is_empty() {
+                    continue;
+                }
+                let Some(entry) = entries.get_mut(&key) else { continue };
+                let version = working.doc.version();
+                entry.doc = Some(working.doc);
+                let outcome = WriteOutcome { changes: working.changes, version };
+                prepared.push(self.prepare(&key, entry, working.kind, now, working.existed, outcome));
+                touched.push(key);
+            }
+            let mut locked: Vec<&mut DocEntry> = Vec::new();
+            let mut wanted = touched.iter().peekable();
+            for (key, entry) in entries.iter_mut() {
+                if wanted.peek() == Some(&key) {
+                    wanted.next();
+                    locked.push(&mut **entry);
+                }
+            }
+            let results = if prepared.is_empty() { Vec::new() } else { self.submit_group(prepared, &mut locked)? };
+            let wait_for =
+                results.iter().filter_map(|r| r.change.as_ref().map(|c| c.seq)).max().unwrap_or(0).max(observed);
+            let results: BTreeMap<DocKey, WriteResult> = touched.into_iter().zip(results).collect();
+            (value, results, wait_for)
+        };
+        self.inner.sequencer.wait_durable(wait_for).await?;
+        Ok((value, results))
+    }
+}

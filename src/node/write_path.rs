@@ -1,0 +1,179 @@
+//! The write path: apply a change in memory, queue it for group commit, wait until durable.
+//!
+//! A write of one document and a transaction over several share this code: each touched
+//! document's change is *prepared* under its lock (the storage mutations that do not depend
+//! on numbering), then the whole group is numbered and queued as one unit, so the committer
+//! puts all of it in one atomic batch. Nothing is visible to readers before it is durable
+//! (readers wait on the watermark), and a change that cannot be queued is dropped from memory.
+
+use std::sync::Arc;
+
+use statemesh_protocol::change_log::log_key;
+use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, Document, WriteOutcome};
+
+use super::change_index::{self, ChangeRef};
+use super::committer::PendingWrite;
+use super::doc_cache::DocEntry;
+use super::feed_event::{feed_key, FeedEvent};
+use super::{DocMeta, NamespaceRules, Node, NodeError, Precondition, WriteResult, COMPACT_TAIL_BYTES_MIN};
+use crate::clock::now_ms;
+use crate::storage::{BatchOp, Family};
+
+/// A change applied in memory and waiting to be numbered.
+pub(super) struct PreparedChange {
+    pub key: DocKey,
+    pub kind: ChangeKind,
+    pub time_ms: i64,
+    pub outcome: WriteOutcome,
+    pub existed: bool,
+    pub exists: bool,
+    /// Mutations that do not depend on the change's seq or feed position.
+    pub ops: Vec<BatchOp>,
+}
+
+impl Node {
+    /// Runs `op` on the document under its lock and makes the result durable.
+    pub(super) async fn write(
+        &self,
+        key: &DocKey,
+        pre: &Precondition,
+        kind: ChangeKind,
+        op: impl FnOnce(&mut Document, &NamespaceRules, i64, &mut Option<usize>) -> Result<WriteOutcome, NodeError>,
+    ) -> Result<WriteResult, NodeError> {
+        let inner = &self.inner;
+        let rules = inner.namespaces.rules(&key.namespace)?;
+        let _permit = inner.inflight.acquire().await.map_err(|_| NodeError::ShuttingDown)?;
+        let entry = inner.cache.entry(key, inner.sequencer.durable().seq);
+        let (result, wait_for) = {
+            let mut guard = entry.lock();
+            let entry = &mut *guard;
+            self.ensure_loaded(key, entry)?;
+            let DocEntry { doc: Some(doc), json_bytes_bound, .. } = entry else {
+                return Err(NodeError::NotFound(key.to_string()));
+            };
+            let existed = doc.exists();
+            pre.check(doc)?;
+            let now = now_ms();
+            let outcome = op(doc, rules, now, json_bytes_bound)?;
+            if outcome.is_noop() {
+                (WriteResult { version: outcome.version, change: None, created: false }, entry.last_seq)
+            } else {
+                let prepared = self.prepare(key, entry, kind, now, existed, outcome);
+                let mut results = self.submit_group(vec![prepared], &mut [entry])?;
+                let result = results.pop().ok_or(NodeError::ShuttingDown)?;
+                let seq = result.change.as_ref().map_or(0, |c| c.seq);
+                (result, seq)
+            }
+        };
+        inner.sequencer.wait_durable(wait_for).await?;
+        Ok(result)
+    }
+
+    /// Builds the numbering-independent mutations of a change applied to `entry`'s document.
+    pub(super) fn prepare(
+        &self,
+        key: &DocKey,
+        entry: &mut DocEntry,
+        kind: ChangeKind,
+        now: i64,
+        existed: bool,
+        outcome: WriteOutcome,
+    ) -> PreparedChange {
+        let (exists, changes) = entry.doc.as_ref().map_or((false, 0), |doc| (doc.exists(), doc.change_count()));
+        let meta = DocMeta::new(exists, &outcome.version, now, changes as u64);
+        let mut ops = self.document_ops(key, entry, &outcome.changes);
+        ops.push(BatchOp::Put { family: Family::DocMeta, key: key.to_storage_key(), value: meta.encode() });
+        PreparedChange { key: key.clone(), kind, time_ms: now, outcome, existed, exists, ops }
+    }
+
+    /// Numbers the prepared changes and queues them as one atomic unit. `entries[i]` is the
+    /// locked entry of `prepared[i]`; on failure their in-memory documents are dropped.
+    pub(super) fn submit_group(
+        &self,
+        prepared: Vec<PreparedChange>,
+        entries: &mut [&mut DocEntry],
+    ) -> Result<Vec<WriteResult>, NodeError> {
+        let inner = &self.inner;
+        let origin = self.node_id().clone();
+        let count = prepared.len();
+        let mut assigned = Vec::with_capacity(count);
+        let submitted = inner.sequencer.submit(count, |numbers| {
+            let mut ops = Vec::new();
+            let mut events = Vec::with_capacity(count);
+            let mut doc_count_delta = 0;
+            for (change, &(seq, pos)) in prepared.into_iter().zip(numbers) {
+                let id = ChangeId { origin: origin.clone(), seq };
+                let version = change.outcome.version.clone();
+                let event = Arc::new(FeedEvent {
+                    pos,
+                    change: id.clone(),
+                    doc: change.key.clone(),
+                    kind: change.kind,
+                    time_ms: change.time_ms,
+                    version: version.to_string(),
+                    exists: change.exists,
+                });
+                ops.extend(change.ops);
+                let change_ref = ChangeRef { change: id.clone(), pos }.encode();
+                for hash in change_index::hashes(&change.outcome.changes) {
+                    ops.push(BatchOp::Put {
+                        family: Family::DocChanges,
+                        key: change_index::key(&change.key, &hash),
+                        value: change_ref.clone(),
+                    });
+                }
+                if inner.history_enabled {
+                    ops.push(BatchOp::Put { family: Family::Feed, key: feed_key(pos), value: event.encode() });
+                }
+                let record = ChangeRecord {
+                    id: id.clone(),
+                    doc: change.key.clone(),
+                    kind: change.kind,
+                    time_ms: change.time_ms,
+                    changes: change.outcome.changes,
+                };
+                ops.push(BatchOp::Put {
+                    family: Family::ChangeLog,
+                    key: log_key(&origin, seq),
+                    value: record.encode(),
+                });
+                doc_count_delta += i64::from(change.exists) - i64::from(change.existed);
+                events.push(event);
+                assigned.push((id, pos, version, change.exists && !change.existed));
+            }
+            PendingWrite { ops, doc_count_delta, events }
+        });
+        if let Err(error) = submitted {
+            // The changes exist only in memory: forget them so nothing reads them.
+            for entry in entries.iter_mut() {
+                entry.doc = None;
+            }
+            return Err(error);
+        }
+        Ok(assigned
+            .into_iter()
+            .zip(entries.iter_mut())
+            .map(|((id, pos, version, created), entry)| {
+                entry.last_seq = id.seq;
+                entry.remember_version(pos, version.clone());
+                WriteResult { version, change: Some(id), created }
+            })
+            .collect())
+    }
+
+    /// The storage mutation for a document's new changes: append them, or, once the appended
+    /// tail has grown past the last whole save, store the whole document again.
+    fn document_ops(&self, key: &DocKey, entry: &mut DocEntry, changes: &[Vec<u8>]) -> Vec<BatchOp> {
+        let added: usize = changes.iter().map(Vec::len).sum();
+        let storage_key = key.to_storage_key();
+        if entry.appended_bytes + added > entry.saved_bytes.max(COMPACT_TAIL_BYTES_MIN) {
+            let saved = entry.doc.as_ref().map(Document::save).unwrap_or_default();
+            entry.saved_bytes = saved.len();
+            entry.appended_bytes = 0;
+            vec![BatchOp::Put { family: Family::Docs, key: storage_key, value: saved }]
+        } else {
+            entry.appended_bytes += added;
+            vec![BatchOp::Append { family: Family::Docs, key: storage_key, value: changes.concat() }]
+        }
+    }
+}

@@ -147,3 +147,36 @@ fn environment_overrides_reach_the_node() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn history_rollback_and_transactions_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProcess::start(dir.path(), &["--memory"]);
+    let run = |args: &[&str]| {
+        let mut full = vec!["--node", node.url.as_str()];
+        full.extend_from_slice(args);
+        cli(&full, &[])
+    };
+    run(&["put", "ns", "d", r#"{"v":1}"#]);
+    run(&["put", "ns", "d", r#"{"v":2}"#]);
+    let (code, out, err) = run(&["history", "ns", "d"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().filter(|l| l.contains("statemesh:put")).count(), 2, "{out}");
+    let (code, _, err) = run(&["rollback", "ns", "d", "--steps", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(&["get", "ns", "d"]);
+    assert_eq!(serde_json::from_str::<Value>(&out).expect("json"), json!({"v": 1}));
+    let (code, _, err) = run(&["rollback", "ns", "d", "--steps", "9"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot roll back"), "{err}");
+
+    let txn = r#"{"compare":[{"ns":"ns","id":"d","target":"value","path":"/v","value":1}],
+                  "success":[{"op":"patch","ns":"ns","id":"d","value":{"v":10}}]}"#;
+    let (code, out, err) = run(&["--json", "txn", txn]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).expect("json")["succeeded"], json!(true));
+    let (code, _, err) = run(&["txn", r#"{"compare":[{"target":"nope"}]}"#]);
+    assert_eq!(code, 1);
+    assert!(err.contains("400"), "{err}");
+    assert_eq!(node.terminate(), 0);
+}

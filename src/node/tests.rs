@@ -308,3 +308,31 @@ async fn raw_automerge_changes_round_trip() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn retention_prunes_the_feed_and_the_log_but_never_documents() {
+    let mut config = memory_config();
+    config.history.max_size = 10;
+    let node = Node::open(&config).expect("node");
+    for i in 0..30 {
+        node.patch(&key("ns", "doc"), &json!({"i": i}), &Precondition::None).await.expect("patch");
+    }
+    // Pruning runs in the committer at most once a second, also when idle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while node.feed_oldest() < 21 {
+        assert!(std::time::Instant::now() < deadline, "feed never pruned: oldest {}", node.feed_oldest());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let origin = node.node_id().clone();
+    while node.inner.storage.get(Family::ChangeLog, &log_key(&origin, 20)).expect("get").is_some() {
+        assert!(std::time::Instant::now() < deadline, "log never pruned");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(node.inner.storage.get(Family::ChangeLog, &log_key(&origin, 21)).expect("get").is_some());
+    assert!(matches!(node.feed_after(5, &FeedFilter::default(), 100), Err(FeedError::Expired { oldest: 21, .. })));
+    let page = node.feed_after(20, &FeedFilter::default(), 100).expect("resumable from the floor");
+    assert_eq!(page.events.iter().map(|e| e.pos).collect::<Vec<_>>(), (21..=30).collect::<Vec<_>>());
+    // The document keeps its whole history.
+    let history = node.history(&key("ns", "doc"), None, 100).await.expect("history");
+    assert_eq!(history.total, 30);
+}

@@ -29,24 +29,14 @@ pub enum Family {
     Meta,
     /// `position(be)` → feed event: every change applied at this node, in apply order.
     Feed,
-    /// `namespace NUL doc_id NUL position(be)` → the document's heads after that change, so a
-    /// transaction can read a document as of a feed position (MVCC).
-    DocVersions,
     /// `namespace NUL doc_id NUL change hash` → which logged change (origin, seq) and feed
     /// position introduced an Automerge change, for history listings.
     DocChanges,
 }
 
 impl Family {
-    pub const ALL: [Family; 7] = [
-        Family::Docs,
-        Family::DocMeta,
-        Family::ChangeLog,
-        Family::Meta,
-        Family::Feed,
-        Family::DocVersions,
-        Family::DocChanges,
-    ];
+    pub const ALL: [Family; 6] =
+        [Family::Docs, Family::DocMeta, Family::ChangeLog, Family::Meta, Family::Feed, Family::DocChanges];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,7 +45,6 @@ impl Family {
             Family::ChangeLog => "change_log",
             Family::Meta => "meta",
             Family::Feed => "feed",
-            Family::DocVersions => "doc_versions",
             Family::DocChanges => "doc_changes",
         }
     }

@@ -166,11 +166,8 @@ async fn follow(tail: Weak<Inner>, node: Node) {
         let last = inner.ring.read().last;
         match node.feed_after(last, &everything, FOLLOW_PAGE) {
             Ok(page) if page.cursor > last => {
-                let frames: Vec<Frame> = page
-                    .events
-                    .into_iter()
-                    .map(|event| Frame { message: change_message(&event), event })
-                    .collect();
+                let frames: Vec<Frame> =
+                    page.events.into_iter().map(|event| Frame { message: change_message(&event), event }).collect();
                 let mut ring = inner.ring.write();
                 ring.frames.extend(frames);
                 while ring.frames.len() > TAIL_EVENTS {

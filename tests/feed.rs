@@ -136,14 +136,14 @@ async fn filters_select_a_namespace_or_one_document_and_the_cursor_moves_past_sk
 
     let only_b = ChangesFilter { namespace: Some("b".into()), doc: None };
     let page = c.changes_page(Some(0), &only_b, None, None).await.expect("page");
-    assert_eq!(ids(&page.events), [bx.clone()]);
+    assert_eq!(ids(&page.events), [bx]);
     assert_eq!(page.cursor, 4, "the cursor covers the skipped a/x after b/x, so it is not read again");
 
     let mut stream = c.subscribe(Some(0), &only_ax, None).await.expect("subscribe");
     assert_eq!(ids(&take_changes(&mut stream, 2).await), [ax1.clone(), ax2.clone()]);
     put(&node, "a", "y", json!({"n": 3})).await;
     let ax3 = put(&node, "a", "x", json!({"n": 3})).await;
-    assert_eq!(ids(&take_changes(&mut stream, 1).await), [ax3.clone()], "a/y is filtered out of the stream");
+    assert_eq!(ids(&take_changes(&mut stream, 1).await), [ax3], "a/y is filtered out of the stream");
 }
 
 #[tokio::test]
@@ -350,7 +350,9 @@ async fn bad_feed_parameters_get_json_400s() {
     let node = InProcessNode::memory().await;
     put(&node, "ns", "d", json!({})).await;
     let sse = ("accept", "text/event-stream");
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &str)> = vec![
+    // (what, query, headers, expected code)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("cursor not a number", "since=abc", vec![], "bad_parameter"),
         ("negative cursor", "since=-1", vec![], "bad_parameter"),
         ("cursor beyond the head", "since=99", vec![], "cursor_ahead"),

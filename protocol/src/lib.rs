@@ -12,6 +12,7 @@
 //! - [`document`]: JSON and raw-Automerge operations on one document.
 //! - [`change_log`]: the per-origin change records that replication serves.
 //! - [`limits`]: the bounds every input is checked against.
+//! - [`wire`]: the replication messages and their versioned envelope (`PROTOCOL.md`).
 
 pub mod change_log;
 pub mod document;
@@ -19,6 +20,7 @@ pub mod ids;
 pub mod limits;
 pub mod version;
 pub mod version_vector;
+pub mod wire;
 
 pub use change_log::{ChangeId, ChangeKind, ChangeRecord, Seq};
 pub use document::{merge_patch_json, DocError, Document, WriteOutcome};

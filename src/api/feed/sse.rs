@@ -29,6 +29,9 @@ use crate::node::{FeedError, FeedEvent, FeedFilter, FeedPage, FeedPos, Node};
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Events per chunk of a stream: the most one stream holds in memory at a time.
 pub const STREAM_PAGE: usize = 256;
+/// How long a stream at the head waits for the shared tail before it reads storage itself
+/// (the tail's reader is only a cache; a stream never depends on it to make progress).
+const TAIL_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The event JSON, written directly: the same document as [`FeedEvent::to_json`] (keys in
 /// the same order) without building a `Value` for every message.
@@ -142,6 +145,9 @@ struct Replay {
     cursor: FeedPos,
     pending: Option<FeedPage>,
     tail: TailReader,
+    /// The last wait for the tail ran out without it moving: until it moves again, read
+    /// storage whenever the durable head is ahead.
+    tail_stalled: bool,
     ended: watch::Receiver<u64>,
     last_sent: Instant,
     finished: bool,
@@ -163,6 +169,7 @@ impl Replay {
             cursor,
             pending,
             tail,
+            tail_stalled: false,
             ended: STREAMS_END.subscribe(),
             last_sent: Instant::now(),
             finished: false,
@@ -184,7 +191,7 @@ impl Replay {
         }
         loop {
             let advanced = match self.pending.take() {
-                Some(page) => self.from_storage(Ok(page)),
+                Some(page) => self.take_stored(Ok(page)),
                 None => match self.tail.read(self.cursor, &self.filter, STREAM_PAGE) {
                     TailRead::Messages { messages, cursor } => {
                         let advanced = cursor > self.cursor;
@@ -196,7 +203,11 @@ impl Replay {
                     }
                     TailRead::Behind => {
                         let page = self.node.feed_after(self.cursor, &self.filter, STREAM_PAGE);
-                        self.from_storage(page)
+                        self.take_stored(page)
+                    }
+                    TailRead::UpToDate if self.tail_stalled && self.node.feed_head() > self.cursor => {
+                        let page = self.node.feed_after(self.cursor, &self.filter, STREAM_PAGE);
+                        self.take_stored(page)
                     }
                     TailRead::UpToDate => Ok(false),
                 },
@@ -216,10 +227,10 @@ impl Replay {
                 self.finished = true;
                 return Some(error_message("error", error.into()));
             }
-            let quiet_for = HEARTBEAT.saturating_sub(self.last_sent.elapsed());
+            let patience = HEARTBEAT.saturating_sub(self.last_sent.elapsed()).min(TAIL_PATIENCE);
             tokio::select! {
                 _ = self.ended.changed() => return None,
-                () = self.tail.wait_past(self.cursor, quiet_for) => {}
+                moved = self.tail.wait_past(self.cursor, patience) => self.tail_stalled = !moved,
             }
         }
     }
@@ -227,7 +238,7 @@ impl Replay {
     /// Takes a page read from storage: `Err` carries the chunk to send now (events, or the
     /// final message when the cursor expired or storage failed); `Ok` says whether the
     /// cursor moved past events the filter skipped.
-    fn from_storage(&mut self, page: Result<FeedPage, FeedError>) -> Result<bool, Bytes> {
+    fn take_stored(&mut self, page: Result<FeedPage, FeedError>) -> Result<bool, Bytes> {
         match page {
             Ok(page) => {
                 let advanced = page.cursor > self.cursor;

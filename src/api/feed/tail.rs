@@ -131,9 +131,9 @@ impl TailReader {
         TailRead::Messages { messages: messages.freeze(), cursor: next }
     }
 
-    /// Waits until the tail moves past `cursor`, at most `timeout`.
-    pub async fn wait_past(&mut self, cursor: FeedPos, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.last.wait_for(|last| *last > cursor)).await;
+    /// Waits until the tail moves past `cursor`, at most `timeout`; whether it did.
+    pub async fn wait_past(&mut self, cursor: FeedPos, timeout: Duration) -> bool {
+        matches!(tokio::time::timeout(timeout, self.last.wait_for(|last| *last > cursor)).await, Ok(Ok(_)))
     }
 }
 

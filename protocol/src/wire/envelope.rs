@@ -1,0 +1,126 @@
+//! The envelope: framing, versioning, compression and limits.
+
+use std::io::Read;
+
+use super::message::Message;
+
+/// `S` `M`: every statemesh wire message starts with these bytes.
+pub const MAGIC: [u8; 2] = *b"SM";
+/// The wire protocol version this node speaks.
+pub const VERSION: u8 = 1;
+/// Payloads larger than this are zstd-compressed.
+pub const COMPRESS_ABOVE_BYTES: usize = 1024;
+const FLAG_ZSTD: u8 = 0b0000_0001;
+const KNOWN_FLAGS: u8 = FLAG_ZSTD;
+const HEADER_BYTES: usize = 8;
+const ZSTD_LEVEL: i32 = 3;
+
+/// Bounds applied when decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireLimits {
+    /// Largest message, as sent and after decompression.
+    pub message_bytes_max: usize,
+}
+
+impl Default for WireLimits {
+    fn default() -> Self {
+        Self { message_bytes_max: 4 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("message is {0} bytes, shorter than the {HEADER_BYTES}-byte header")]
+    Truncated(usize),
+    #[error("not a statemesh message (bad magic)")]
+    BadMagic,
+    #[error("wire version {0} is not supported (this node speaks version {VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("unknown flags {0:#04x}")]
+    UnknownFlags(u8),
+    #[error("payload length {declared} does not match the {actual} bytes received")]
+    LengthMismatch { declared: usize, actual: usize },
+    #[error("message of {0} bytes exceeds the limit of {1}")]
+    TooLarge(usize, usize),
+    #[error("compressed payload is invalid: {0}")]
+    BadCompression(String),
+    #[error("payload does not decode: {0}")]
+    BadPayload(String),
+}
+
+/// Standard bincode; decoding also refuses length prefixes claiming more than 64 MiB, so a
+/// forged count cannot trigger a huge allocation.
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
+}
+
+/// Encodes `message`, compressing large payloads.
+pub fn encode(message: &Message) -> Vec<u8> {
+    // Encoding plain data into a Vec cannot fail.
+    let payload = bincode::serde::encode_to_vec(message, bincode_config()).expect("message encodes");
+    let (flags, payload) = if payload.len() > COMPRESS_ABOVE_BYTES {
+        match zstd::bulk::compress(&payload, ZSTD_LEVEL) {
+            Ok(compressed) if compressed.len() < payload.len() => (FLAG_ZSTD, compressed),
+            _ => (0, payload),
+        }
+    } else {
+        (0, payload)
+    };
+    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(flags);
+    out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Decodes one message, enforcing `limits`.
+pub fn decode(bytes: &[u8], limits: &WireLimits) -> Result<Message, WireError> {
+    let max = limits.message_bytes_max;
+    if bytes.len() > max {
+        return Err(WireError::TooLarge(bytes.len(), max));
+    }
+    if bytes.len() < HEADER_BYTES {
+        return Err(WireError::Truncated(bytes.len()));
+    }
+    if bytes[..2] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if bytes[2] != VERSION {
+        return Err(WireError::UnsupportedVersion(bytes[2]));
+    }
+    let flags = bytes[3];
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(WireError::UnknownFlags(flags));
+    }
+    let declared = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+    let payload = &bytes[HEADER_BYTES..];
+    if declared != payload.len() {
+        return Err(WireError::LengthMismatch { declared, actual: payload.len() });
+    }
+    let decompressed;
+    let payload = if flags & FLAG_ZSTD != 0 {
+        decompressed = bounded_decompress(payload, max)?;
+        &decompressed[..]
+    } else {
+        payload
+    };
+    let (message, used) = bincode::serde::decode_from_slice(payload, bincode_config())
+        .map_err(|e| WireError::BadPayload(e.to_string()))?;
+    if used != payload.len() {
+        return Err(WireError::BadPayload(format!("{} trailing bytes", payload.len() - used)));
+    }
+    Ok(message)
+}
+
+/// Decompresses at most `max` bytes; more is an error, not an allocation.
+fn bounded_decompress(compressed: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
+    let decoder = zstd::stream::read::Decoder::new(compressed).map_err(|e| WireError::BadCompression(e.to_string()))?;
+    let mut out = Vec::new();
+    decoder.take(max as u64 + 1).read_to_end(&mut out).map_err(|e| WireError::BadCompression(e.to_string()))?;
+    if out.len() > max {
+        return Err(WireError::TooLarge(out.len(), max));
+    }
+    Ok(out)
+}

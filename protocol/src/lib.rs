@@ -13,11 +13,13 @@
 //! - [`change_log`]: the per-origin change records that replication serves.
 //! - [`limits`]: the bounds every input is checked against.
 //! - [`wire`]: the replication messages and their versioned envelope (`PROTOCOL.md`).
+//! - [`replica`]: the replication state machine (anti-entropy, gossip, apply ordering).
 
 pub mod change_log;
 pub mod document;
 pub mod ids;
 pub mod limits;
+pub mod replica;
 pub mod version;
 pub mod version_vector;
 pub mod wire;

@@ -394,4 +394,34 @@ mod tests {
         assert!(replay.next_chunk().await.is_none(), "the stream ends after saying so");
         node.shutdown().await.expect("shutdown");
     }
+
+    #[tokio::test]
+    async fn a_stream_at_the_head_still_gets_new_events_when_the_shared_tail_stops() {
+        use std::sync::Arc;
+
+        use tokio::sync::Semaphore;
+
+        use crate::config::{Config, StorageType};
+        use crate::node::Precondition;
+
+        let mut config = Config::default();
+        config.storage.kind = StorageType::Memory;
+        let node = Node::open(&config).expect("node");
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().expect("permit");
+        let tail = super::super::tail::TailReader::detached(0);
+        let mut replay = Replay::new(&node, FeedFilter::default(), 0, None, tail, permit);
+        let writer = {
+            let node = node.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let key = DocKey::new(Namespace::new("ns").expect("namespace"), DocId::new("d").expect("id"));
+                node.put(&key, &json!({}), &Precondition::None).await.expect("put");
+            })
+        };
+        let chunk = tokio::time::timeout(Duration::from_secs(10), replay.next_chunk()).await;
+        let chunk = chunk.expect("the event arrives without the tail").expect("a chunk");
+        assert!(String::from_utf8_lossy(&chunk).starts_with("id: 1\nevent: change\n"));
+        writer.await.expect("writer");
+        node.shutdown().await.expect("shutdown");
+    }
 }

@@ -137,6 +137,17 @@ impl TailReader {
     }
 }
 
+#[cfg(test)]
+impl TailReader {
+    /// A reader of a tail whose follower never runs, as if it had died.
+    pub fn detached(at: FeedPos) -> Self {
+        let tail = Tail::default();
+        tail.inner.ring.write().reset(at);
+        tail.inner.readers.fetch_add(1, Ordering::SeqCst);
+        TailReader { inner: tail.inner.clone(), last: tail.inner.last.subscribe() }
+    }
+}
+
 impl Drop for TailReader {
     fn drop(&mut self) {
         self.inner.readers.fetch_sub(1, Ordering::SeqCst);

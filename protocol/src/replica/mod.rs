@@ -1,0 +1,370 @@
+//! The replication state machine: what to send, to whom and when, and what to apply.
+//!
+//! [`Replica`] is sans-IO. The shell feeds it [`Input`]s (a local commit became durable, a
+//! message arrived, a timer fired, storage finished applying records) together with the
+//! current time and a random number generator, and carries out the [`Effect`]s it returns
+//! (send, broadcast, read the log, apply records, set a timer). Nothing here reads a clock,
+//! touches a socket or a disk, or iterates a hash map, so the simulator runs this exact code
+//! and a seed replays exactly.
+//!
+//! Guarantees it is built for:
+//! - Convergence does not depend on gossip: periodic anti-entropy with a random peer
+//!   exchanges version vectors (O(origins)) and pulls every missing record in bounded pages.
+//! - Records may arrive and be applied in any order; the version vector only advances over
+//!   contiguous runs that storage has confirmed durable ("persist before acknowledge").
+//! - Any node serves any origin's records, so nodes that never meet an origin converge.
+//! - Every queue is bounded: records held out of order, in-flight applies, pages.
+
+mod peer;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::RngCore;
+
+use crate::change_log::{ChangeId, ChangeRecord, Seq};
+use crate::ids::NodeId;
+use crate::version_vector::VersionVector;
+use crate::wire::{Gossip, Message, SyncRequest, SyncResponse};
+use peer::{PeerState, SyncState};
+
+/// Tunables; the node derives them from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// How often anti-entropy runs with one random peer.
+    pub anti_entropy_interval_ms: i64,
+    /// A sync request unanswered for this long is forgotten (and retried later).
+    pub sync_timeout_ms: i64,
+    /// Records per sync response page.
+    pub page_records: u32,
+    /// Most records held beyond the contiguous prefix (received out of order).
+    pub held_records_max: usize,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self { anti_entropy_interval_ms: 5_000, sync_timeout_ms: 10_000, page_records: 512, held_records_max: 100_000 }
+    }
+}
+
+/// Facts the shell reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Records this node originated are durable (in seq order).
+    LocalCommitted(Vec<ChangeRecord>),
+    PeerConnected(NodeId),
+    PeerDisconnected(NodeId),
+    /// The timer set by [`Effect::SetTimer`] fired (extra ticks are harmless).
+    Tick,
+    Received {
+        from: NodeId,
+        message: Message,
+    },
+    /// The shell's answer to [`Effect::ReadLog`].
+    LogRead {
+        for_peer: NodeId,
+        records: Vec<ChangeRecord>,
+        more: bool,
+        floors: Vec<(NodeId, Seq)>,
+    },
+    /// Records from [`Effect::Apply`] are durably stored and applied to their documents.
+    Persisted(Vec<ChangeId>),
+    /// Storage refused records from [`Effect::Apply`] (invalid Automerge, contradictions).
+    ApplyFailed {
+        ids: Vec<ChangeId>,
+        from: NodeId,
+        reason: String,
+    },
+}
+
+/// Work for the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Send {
+        to: NodeId,
+        message: Message,
+    },
+    /// Publish to every peer (gossip topic).
+    Broadcast(Message),
+    /// Read up to `max_records` of this node's log that `have` lacks, then report
+    /// [`Input::LogRead`].
+    ReadLog {
+        for_peer: NodeId,
+        have: VersionVector,
+        max_records: u32,
+    },
+    /// Store these records and apply them to their documents in one batch, then report
+    /// [`Input::Persisted`].
+    Apply {
+        from: NodeId,
+        records: Vec<ChangeRecord>,
+    },
+    /// Wake the replica with [`Input::Tick`] at this time.
+    SetTimer {
+        at_ms: i64,
+    },
+    /// A peer sent something invalid; count it (and disconnect a repeat offender).
+    Reject {
+        from: NodeId,
+        reason: String,
+    },
+    /// A peer's log no longer reaches back to what this node lacks from `origin`: whole
+    /// documents must be transferred instead.
+    NeedStateTransfer {
+        from: NodeId,
+        origin: NodeId,
+        floor: Seq,
+    },
+}
+
+pub struct Replica {
+    me: NodeId,
+    config: ReplicaConfig,
+    /// Highest contiguous durable seq per origin.
+    vv: VersionVector,
+    /// Durable records beyond the contiguous prefix, per origin.
+    held: BTreeMap<NodeId, BTreeSet<Seq>>,
+    /// Records handed to storage and not yet confirmed.
+    applying: BTreeSet<ChangeId>,
+    peers: BTreeMap<NodeId, PeerState>,
+    next_anti_entropy_ms: i64,
+}
+
+impl Replica {
+    /// A replica for node `me` that already holds `vv` (from storage).
+    pub fn new(me: NodeId, vv: VersionVector, config: ReplicaConfig) -> Self {
+        Self {
+            me,
+            config,
+            vv,
+            held: BTreeMap::new(),
+            applying: BTreeSet::new(),
+            peers: BTreeMap::new(),
+            next_anti_entropy_ms: 0,
+        }
+    }
+
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = &NodeId> {
+        self.peers.keys()
+    }
+
+    /// Records held out of order (for metrics and the bounded-queue checker).
+    pub fn held_records(&self) -> usize {
+        self.held.values().map(BTreeSet::len).sum()
+    }
+
+    pub fn applying_records(&self) -> usize {
+        self.applying.len()
+    }
+
+    /// Advances the state machine by one input.
+    pub fn handle(&mut self, now_ms: i64, rng: &mut dyn RngCore, input: Input) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match input {
+            Input::LocalCommitted(records) => self.local_committed(records, &mut effects),
+            Input::PeerConnected(peer) => {
+                if peer != self.me {
+                    self.peers.entry(peer.clone()).or_default();
+                    self.request_sync(&peer, now_ms, &mut effects);
+                }
+            }
+            Input::PeerDisconnected(peer) => {
+                self.peers.remove(&peer);
+            }
+            Input::Tick => self.tick(now_ms, rng, &mut effects),
+            Input::Received { from, message } => self.received(from, message, now_ms, &mut effects),
+            Input::LogRead { for_peer, records, more, floors } => {
+                effects.push(Effect::Send {
+                    to: for_peer,
+                    message: Message::SyncResponse(SyncResponse { records, more, floors }),
+                });
+            }
+            Input::Persisted(ids) => self.persisted(ids, now_ms, &mut effects),
+            Input::ApplyFailed { ids, from, reason } => {
+                for id in &ids {
+                    self.applying.remove(id);
+                }
+                if let Some(peer) = self.peers.get_mut(&from) {
+                    peer.sync = SyncState::Idle;
+                }
+                effects.push(Effect::Reject { from, reason });
+            }
+        }
+        effects
+    }
+
+    fn local_committed(&mut self, records: Vec<ChangeRecord>, effects: &mut Vec<Effect>) {
+        let records: Vec<ChangeRecord> = records.into_iter().filter(|r| r.id.origin == self.me).collect();
+        for record in &records {
+            self.vv.advance(&self.me, record.id.seq);
+        }
+        if !records.is_empty() && !self.peers.is_empty() {
+            effects.push(Effect::Broadcast(Message::Gossip(Gossip { records })));
+        }
+    }
+
+    fn tick(&mut self, now_ms: i64, rng: &mut dyn RngCore, effects: &mut Vec<Effect>) {
+        for peer in self.peers.values_mut() {
+            peer.expire_sync(now_ms, self.config.sync_timeout_ms);
+        }
+        if now_ms >= self.next_anti_entropy_ms {
+            self.next_anti_entropy_ms = now_ms + self.config.anti_entropy_interval_ms;
+            let idle: Vec<NodeId> =
+                self.peers.iter().filter(|(_, p)| p.sync == SyncState::Idle).map(|(id, _)| id.clone()).collect();
+            if !idle.is_empty() {
+                let pick = (rng.next_u64() % idle.len() as u64) as usize;
+                self.request_sync(&idle[pick], now_ms, effects);
+            }
+        }
+        effects.push(Effect::SetTimer { at_ms: self.next_anti_entropy_ms });
+    }
+
+    fn request_sync(&mut self, peer: &NodeId, now_ms: i64, effects: &mut Vec<Effect>) {
+        let Some(state) = self.peers.get_mut(peer) else { return };
+        if state.sync != SyncState::Idle {
+            return;
+        }
+        state.sync = SyncState::Awaiting { since_ms: now_ms };
+        effects.push(Effect::Send {
+            to: peer.clone(),
+            message: Message::SyncRequest(SyncRequest { have: self.vv.clone(), max_records: self.config.page_records }),
+        });
+    }
+
+    fn received(&mut self, from: NodeId, message: Message, now_ms: i64, effects: &mut Vec<Effect>) {
+        match message {
+            Message::Gossip(Gossip { records }) => {
+                if self.accept_records(&from, records, effects) {
+                    self.peers.entry(from.clone()).or_default();
+                    self.request_sync(&from, now_ms, effects);
+                }
+            }
+            Message::SyncRequest(SyncRequest { have, max_records }) => {
+                let max_records = max_records.clamp(1, self.config.page_records);
+                effects.push(Effect::ReadLog { for_peer: from, have, max_records });
+            }
+            Message::SyncResponse(SyncResponse { records, more, floors }) => {
+                for (origin, floor) in floors {
+                    if self.vv.get(&origin) + 1 < floor {
+                        effects.push(Effect::NeedStateTransfer { from: from.clone(), origin, floor });
+                    }
+                }
+                let page_had_records = !records.is_empty();
+                self.accept_records(&from, records, effects);
+                let Some(peer) = self.peers.get_mut(&from) else { return };
+                if !self.applying.is_empty() {
+                    // Ask for the next page once what is being stored is durable, so the
+                    // request carries the advanced version vector.
+                    peer.sync = SyncState::Persisting { more };
+                } else {
+                    peer.sync = SyncState::Idle;
+                    if more && page_had_records {
+                        self.request_sync(&from, now_ms, effects);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Validates incoming records and hands the new ones to storage. Returns whether a gap
+    /// remains in some origin after them (a reason to pull).
+    fn accept_records(&mut self, from: &NodeId, records: Vec<ChangeRecord>, effects: &mut Vec<Effect>) -> bool {
+        let mut fresh = Vec::new();
+        for record in records {
+            let id = record.id.clone();
+            if id.seq == 0 {
+                effects.push(Effect::Reject { from: from.clone(), reason: format!("record {id} has seq 0") });
+                continue;
+            }
+            if id.origin == self.me && id.seq > self.vv.get(&self.me) {
+                // Only this node writes its own seqs; a peer claiming more is wrong (or this
+                // node lost data it had acknowledged, which must not be papered over).
+                effects.push(Effect::Reject {
+                    from: from.clone(),
+                    reason: format!("record {id} claims a seq this node never wrote"),
+                });
+                continue;
+            }
+            let held = self.held.get(&id.origin).is_some_and(|s| s.contains(&id.seq));
+            if self.vv.contains(&id.origin, id.seq) || held || self.applying.contains(&id) {
+                continue;
+            }
+            if self.held_records() + self.applying.len() >= self.config.held_records_max
+                && id.seq != self.vv.get(&id.origin) + 1
+            {
+                // Bounded: drop far-ahead records; anti-entropy brings them again in order.
+                continue;
+            }
+            self.applying.insert(id);
+            fresh.push(record);
+        }
+        if !fresh.is_empty() {
+            effects.push(Effect::Apply { from: from.clone(), records: fresh });
+        }
+        self.has_gap()
+    }
+
+    /// Whether any origin has records beyond a hole (held or applying past vv + 1).
+    fn has_gap(&self) -> bool {
+        let pending = self.applying.iter().map(|id| (&id.origin, id.seq));
+        let held = self.held.iter().flat_map(|(origin, seqs)| seqs.iter().map(move |s| (origin, *s)));
+        let mut next_needed: BTreeMap<&NodeId, Seq> = BTreeMap::new();
+        let mut known: BTreeMap<&NodeId, BTreeSet<Seq>> = BTreeMap::new();
+        for (origin, seq) in pending.chain(held) {
+            known.entry(origin).or_default().insert(seq);
+            next_needed.entry(origin).or_insert_with(|| self.vv.get(origin) + 1);
+        }
+        known.iter().any(|(origin, seqs)| {
+            let mut expect = next_needed[origin];
+            for seq in seqs {
+                if *seq != expect {
+                    return true;
+                }
+                expect += 1;
+            }
+            false
+        })
+    }
+
+    fn persisted(&mut self, ids: Vec<ChangeId>, now_ms: i64, effects: &mut Vec<Effect>) {
+        let mut touched = BTreeSet::new();
+        for id in ids {
+            if self.applying.remove(&id) {
+                self.held.entry(id.origin.clone()).or_default().insert(id.seq);
+                touched.insert(id.origin);
+            }
+        }
+        for origin in touched {
+            let Some(seqs) = self.held.get_mut(&origin) else { continue };
+            let mut next = self.vv.get(&origin) + 1;
+            while seqs.remove(&next) {
+                next += 1;
+            }
+            self.vv.advance(&origin, next - 1);
+            if seqs.is_empty() {
+                self.held.remove(&origin);
+            }
+        }
+        if self.applying.is_empty() {
+            let continuing: Vec<NodeId> = self
+                .peers
+                .iter_mut()
+                .filter_map(|(id, p)| match p.sync {
+                    SyncState::Persisting { more } => {
+                        p.sync = SyncState::Idle;
+                        more.then(|| id.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            for peer in continuing {
+                self.request_sync(&peer, now_ms, effects);
+            }
+        }
+    }
+}

@@ -106,7 +106,9 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     let doc = format!("{base}/v1/docs/orders/o1");
     use reqwest::Method;
 
-    let cases: Vec<(&str, Method, String, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (name, method, url, content type, body, expected status, expected code)
+    type Case<'a> = (&'a str, Method, String, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "malformed JSON",
             Method::PUT,

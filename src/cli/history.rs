@@ -51,7 +51,7 @@ pub async fn history(client: &Client, json: bool, args: HistoryArgs) -> anyhow::
         println!("{}", output::json(&page));
         return Ok(());
     }
-    println!("{:<14} {:<24} {:<14} {:>14}  {}", "HASH", "CHANGE", "ACTOR", "TIME (ms)", "MESSAGE");
+    println!("{:<14} {:<24} {:<14} {:>14}  MESSAGE", "HASH", "CHANGE", "ACTOR", "TIME (ms)");
     for entry in page["entries"].as_array().into_iter().flatten() {
         let text = |key: &str| entry[key].as_str().unwrap_or("-").to_string();
         println!(

@@ -254,7 +254,7 @@ impl Storage for FailingStorage {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Vec<crate::storage::Entry>, StorageError> {
         self.0.scan(family, prefix, start, limit)
     }
     fn visit_consistent(

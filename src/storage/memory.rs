@@ -9,9 +9,12 @@ use parking_lot::RwLock;
 
 use super::{BatchOp, Family, Storage, StorageError, Visit, WriteBatch};
 
+/// One column family's ordered entries.
+type Table = BTreeMap<Vec<u8>, Vec<u8>>;
+
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
-    families: RwLock<HashMap<Family, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    families: RwLock<HashMap<Family, Table>>,
 }
 
 impl MemoryStorage {
@@ -49,7 +52,7 @@ impl Storage for MemoryStorage {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Vec<super::Entry>, StorageError> {
         let families = self.families.read();
         let Some(entries) = families.get(&family) else {
             return Ok(Vec::new());

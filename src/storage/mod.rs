@@ -137,6 +137,9 @@ pub enum StorageError {
 /// (The same type as writing `&mut dyn FnMut(…)` in place.)
 pub type Visit<'a> = &'a mut dyn FnMut(Family, &[u8], &[u8]) -> Result<(), StorageError>;
 
+/// A key and its value, as scans return them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A key-value store with atomic, durable batches.
 pub trait Storage: Send + Sync + 'static {
     /// Applies `batch` atomically; returns once it is durable.
@@ -145,13 +148,7 @@ pub trait Storage: Send + Sync + 'static {
     fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
     /// Up to `limit` entries whose keys start with `prefix` and are `>= start`, in key order.
-    fn scan(
-        &self,
-        family: Family,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn scan(&self, family: Family, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Entry>, StorageError>;
 
     /// Calls `visit` with every entry of each of `families` (in that order, keys ascending
     /// within a family), all read at one point in time: batches written meanwhile are not

@@ -146,7 +146,7 @@ impl Storage for RocksStorage {
         prefix: &[u8],
         start: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Vec<super::Entry>, StorageError> {
         let from = if start > prefix { start } else { prefix };
         let iter = self.db.iterator_cf(self.cf(family)?, IteratorMode::From(from, Direction::Forward));
         let mut out = Vec::new();

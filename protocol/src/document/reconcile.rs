@@ -5,8 +5,6 @@
 //! written over Automerge text objects are spliced (so collaborative text keeps its identity),
 //! and numbers written over counters become increments.
 
-use std::borrow::Cow;
-
 use automerge::transaction::{Transactable, Transaction};
 use automerge::{ObjId, ObjType, Prop, ReadDoc, ScalarValue, Value as AmValue};
 use serde_json::{Map, Value};
@@ -62,7 +60,7 @@ pub fn prop(tx: &mut Transaction<'_>, obj: &ObjId, key: Prop, target: &Value, de
             let id = tx.put_object(obj, key, ObjType::List)?;
             list(tx, &id, items, depth + 1)
         }
-        (scalar, Some((AmValue::Scalar(current), _))) => put_scalar_over(tx, obj, key, &current, scalar),
+        (scalar, Some((AmValue::Scalar(current), _))) => put_scalar_over(tx, obj, key, current.as_ref(), scalar),
         (scalar, _) => {
             tx.put(obj, key, to_scalar(scalar))?;
             Ok(())
@@ -91,14 +89,14 @@ fn put_scalar_over(
     tx: &mut Transaction<'_>,
     obj: &ObjId,
     key: Prop,
-    current: &Cow<'_, ScalarValue>,
+    current: &ScalarValue,
     target: &Value,
 ) -> Result<(), DocError> {
     let wanted = to_scalar(target);
-    if current.as_ref() == &wanted {
+    if current == &wanted {
         return Ok(());
     }
-    if let (ScalarValue::Counter(counter), Some(value)) = (current.as_ref(), target.as_i64()) {
+    if let (ScalarValue::Counter(counter), Some(value)) = (current, target.as_i64()) {
         let delta = value.wrapping_sub(i64::from(counter));
         if delta != 0 {
             tx.increment(obj, key, delta)?;

@@ -319,16 +319,9 @@ impl Replica {
             known.entry(origin).or_default().insert(seq);
             next_needed.entry(origin).or_insert_with(|| self.vv.get(origin) + 1);
         }
-        known.iter().any(|(origin, seqs)| {
-            let mut expect = next_needed[origin];
-            for seq in seqs {
-                if *seq != expect {
-                    return true;
-                }
-                expect += 1;
-            }
-            false
-        })
+        known
+            .iter()
+            .any(|(origin, seqs)| seqs.iter().zip(next_needed[origin]..).any(|(seq, expected)| *seq != expected))
     }
 
     fn persisted(&mut self, ids: Vec<ChangeId>, now_ms: i64, effects: &mut Vec<Effect>) {

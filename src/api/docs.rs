@@ -108,11 +108,7 @@ pub async fn list_docs(
     let Path(ns) = path.map_err(|r| ApiError::bad_request("bad_path", r.body_text()))?;
     let namespace = extract::namespace(ns)?;
     let params = extract::query(params)?;
-    let max = state.list_limit_max;
-    let limit = params.limit.unwrap_or(100.min(max));
-    if limit == 0 || limit > max {
-        return Err(ApiError::bad_request("bad_parameter", format!("limit must be between 1 and {max}")));
-    }
+    let limit = extract::page_limit(params.limit, 100, state.list_limit_max)?;
     let after = params
         .after
         .map(DocId::new)

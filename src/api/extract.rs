@@ -83,3 +83,12 @@ pub fn precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
         (None, None) => Ok(Precondition::None),
     }
 }
+
+/// A page size: `requested`, or `default` (capped at `max`) when absent; 1..=`max`.
+pub fn page_limit(requested: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = requested.unwrap_or(default.min(max));
+    if limit == 0 || limit > max {
+        return Err(ApiError::bad_request("bad_parameter", format!("limit must be between 1 and {max}")));
+    }
+    Ok(limit)
+}

@@ -33,11 +33,7 @@ async fn history(
 ) -> Result<Response, ApiError> {
     let key = extract::doc_key(path)?;
     let params = extract::query(params)?;
-    let max = state.list_limit_max;
-    let limit = params.limit.unwrap_or(100.min(max));
-    if limit == 0 || limit > max {
-        return Err(ApiError::bad_request("bad_parameter", format!("limit must be between 1 and {max}")));
-    }
+    let limit = extract::page_limit(params.limit, 100, state.list_limit_max)?;
     let before = match params.before {
         Some(text) => {
             let version = extract::version(&text, "before")?;

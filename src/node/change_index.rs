@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use statemesh_protocol::{ChangeId, DocKey};
 
 use super::feed_event::FeedPos;
-use crate::storage::StorageError;
+use crate::storage::{codec, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeRef {
@@ -17,22 +17,13 @@ pub struct ChangeRef {
     pub pos: FeedPos,
 }
 
-const FORMAT: u8 = 1;
-
 impl ChangeRef {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT];
-        bincode::serde::encode_into_std_write(self, &mut out, bincode::config::standard()).expect("change ref encodes");
-        out
+        codec::encode(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
-        match bytes.split_first() {
-            Some((&FORMAT, body)) => bincode::serde::decode_from_slice(body, bincode::config::standard())
-                .map(|(value, _)| value)
-                .map_err(|e| StorageError::Corrupt(format!("change index: {e}"))),
-            _ => Err(StorageError::Corrupt("change index has an unknown format".to_string())),
-        }
+        codec::decode(bytes, "change index")
     }
 }
 

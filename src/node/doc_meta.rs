@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use statemesh_protocol::Version;
 
-use crate::storage::StorageError;
+use crate::storage::{codec, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocMeta {
@@ -19,8 +19,6 @@ pub struct DocMeta {
     pub changes: u64,
 }
 
-const FORMAT: u8 = 1;
-
 impl DocMeta {
     pub fn new(exists: bool, version: &Version, updated_ms: i64, changes: u64) -> Self {
         Self { exists, heads: version.heads().iter().map(|h| h.0).collect(), updated_ms, changes }
@@ -31,17 +29,10 @@ impl DocMeta {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT];
-        bincode::serde::encode_into_std_write(self, &mut out, bincode::config::standard()).expect("doc meta encodes");
-        out
+        codec::encode(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
-        match bytes.split_first() {
-            Some((&FORMAT, body)) => bincode::serde::decode_from_slice(body, bincode::config::standard())
-                .map(|(meta, _)| meta)
-                .map_err(|e| StorageError::Corrupt(format!("document metadata: {e}"))),
-            _ => Err(StorageError::Corrupt("document metadata has an unknown format".to_string())),
-        }
+        codec::decode(bytes, "document metadata")
     }
 }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use statemesh_protocol::{ChangeId, ChangeKind, DocKey};
 
-use crate::storage::StorageError;
+use crate::storage::{codec, StorageError};
 
 /// A position in this node's feed; the first change is 1.
 pub type FeedPos = u64;
@@ -28,22 +28,13 @@ pub struct FeedEvent {
     pub exists: bool,
 }
 
-const FORMAT: u8 = 1;
-
 impl FeedEvent {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT];
-        bincode::serde::encode_into_std_write(self, &mut out, bincode::config::standard()).expect("feed event encodes");
-        out
+        codec::encode(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
-        match bytes.split_first() {
-            Some((&FORMAT, body)) => bincode::serde::decode_from_slice(body, bincode::config::standard())
-                .map(|(event, _)| event)
-                .map_err(|e| StorageError::Corrupt(format!("feed event: {e}"))),
-            _ => Err(StorageError::Corrupt("feed event has an unknown format".to_string())),
-        }
+        codec::decode(bytes, "feed event")
     }
 
     /// The event as the API shows it.

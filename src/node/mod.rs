@@ -549,6 +549,18 @@ fn vv_key(origin: &NodeId) -> Vec<u8> {
     key
 }
 
+/// Decodes one `vv/<origin>` → seq entry of the meta family.
+fn parse_vv_entry(key: &[u8], value: &[u8]) -> Result<(NodeId, Seq), StorageError> {
+    let origin = key
+        .strip_prefix(VV_PREFIX)
+        .and_then(|rest| std::str::from_utf8(rest).ok())
+        .and_then(|s| NodeId::new(s).ok())
+        .ok_or_else(|| StorageError::Corrupt("version vector origin".to_string()))?;
+    let seq =
+        u64::from_be_bytes(value.try_into().map_err(|_| StorageError::Corrupt("version vector seq".to_string()))?);
+    Ok((origin, seq))
+}
+
 /// Reads the persisted version vector: this node's own seq and every other origin's.
 fn load_version_vector(storage: &dyn Storage, local: &NodeId) -> Result<(Seq, VersionVector), StorageError> {
     let mut remote = VersionVector::new();
@@ -557,13 +569,7 @@ fn load_version_vector(storage: &dyn Storage, local: &NodeId) -> Result<(Seq, Ve
     loop {
         let entries = storage.scan(Family::Meta, VV_PREFIX, &start, 1024)?;
         for (key, value) in &entries {
-            let origin = std::str::from_utf8(&key[VV_PREFIX.len()..])
-                .ok()
-                .and_then(|s| NodeId::new(s).ok())
-                .ok_or_else(|| StorageError::Corrupt("version vector origin".to_string()))?;
-            let seq = u64::from_be_bytes(
-                value.as_slice().try_into().map_err(|_| StorageError::Corrupt("version vector seq".to_string()))?,
-            );
+            let (origin, seq) = parse_vv_entry(key, value)?;
             if &origin == local {
                 local_seq = seq;
             } else {

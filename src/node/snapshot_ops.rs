@@ -16,9 +16,9 @@
 use std::time::Instant;
 
 use futures::StreamExt;
-use statemesh_protocol::{ChangeKind, DocKey, Document, NodeId, VersionVector, WriteOutcome};
+use statemesh_protocol::{ChangeKind, DocKey, Document, VersionVector, WriteOutcome};
 
-use super::{DocMeta, Node, NodeError, Precondition, VV_PREFIX};
+use super::{parse_vv_entry, DocMeta, Node, NodeError, Precondition, VV_PREFIX};
 use crate::clock::now_ms;
 use crate::snapshot::report::RestoreReport;
 use crate::snapshot::{Phase, Progress, RestoreFailure, SnapshotBody, SnapshotDoc, SnapshotError};
@@ -62,11 +62,7 @@ impl Node {
                         }
                     }
                     Family::Meta if key.starts_with(VV_PREFIX) => {
-                        let origin = std::str::from_utf8(&key[VV_PREFIX.len()..])
-                            .ok()
-                            .and_then(|s| NodeId::new(s).ok())
-                            .ok_or_else(|| corrupt("version vector origin"))?;
-                        let seq = u64::from_be_bytes(value.try_into().map_err(|_| corrupt("version vector seq"))?);
+                        let (origin, seq) = parse_vv_entry(key, value)?;
                         version_vector.advance(&origin, seq);
                     }
                     _ => {}

@@ -6,6 +6,7 @@
 //! conformance suite (`conformance.rs`), so `storage.type: memory` behaves like RocksDB
 //! except that nothing survives the process.
 
+pub mod codec;
 mod memory;
 mod rocks;
 

@@ -18,9 +18,11 @@
 //!   many events it missed and carries on; writers never wait for it.
 //!
 //! Streams are produced on demand (at most one page of events is held per stream) and their
-//! number is bounded; beyond it the answer is 503 `too_many_subscribers`. Streams at the head
-//! share one reader and encoder of new events (`tail`). `docs/FEED.md` is the user's guide.
+//! number is bounded; beyond it the answer is 503 `too_many_subscribers`. Each new event is
+//! read and encoded once for all streams: at-least-once streams at the head share `tail`,
+//! live streams share `live`. `docs/FEED.md` is the user's guide.
 
+mod live;
 mod sse;
 mod tail;
 
@@ -42,6 +44,7 @@ use super::extract;
 use super::AppState;
 use crate::config::{Config, Delivery};
 use crate::node::{FeedError, FeedEvent, FeedFilter, FeedPos, Node, NodeError};
+use live::LiveRelay;
 use tail::Tail;
 
 /// Most feed streams and long-polls served at once.
@@ -70,6 +73,7 @@ pub struct FeedSettings {
     max_wait: Duration,
     subscribers: Arc<Semaphore>,
     tail: Tail,
+    live: LiveRelay,
 }
 
 impl FeedSettings {
@@ -81,6 +85,7 @@ impl FeedSettings {
             max_wait: timeout.saturating_sub(Duration::from_secs(1)).max(timeout / 2),
             subscribers: Arc::new(Semaphore::new(MAX_SUBSCRIBERS)),
             tail: Tail::default(),
+            live: LiveRelay::new(config.notifications.buffer_size),
         }
     }
 }
@@ -136,7 +141,7 @@ pub async fn changes(
         let permit = subscriber_permit(settings)?;
         let name = delivery_name(delivery);
         let body = match delivery {
-            Delivery::AtMostOnce => sse::live_stream(node, filter, name, permit),
+            Delivery::AtMostOnce => sse::live_stream(settings.live.subscribe(node), filter, name, permit),
             Delivery::AtLeastOnce | Delivery::ExactlyOnce => {
                 let cursor = replay_start(node, since)?;
                 // Read the first page now, so an expired cursor is a 410, not an empty stream.

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use bytes::BytesMut;
 use serde::{Serialize, Serializer};
 use serde_json::json;
 use statemesh_protocol::{ChangeId, ChangeKind};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
 
+use super::live::LiveItem;
 use super::tail::{TailRead, TailReader};
 use super::{node_unavailable, STREAMS_END};
 use crate::api::ApiError;
@@ -96,8 +98,10 @@ fn error_message(event: &str, error: ApiError) -> Bytes {
 
 /// `event: lagged`: the consumer fell more than `notifications.buffer_size` events behind and
 /// `missed` events (counted before filtering) were dropped for it.
-fn lagged_message(out: &mut String, missed: u64) {
-    push_message(out, None, "lagged", &json!({"missed": missed}).to_string());
+fn lagged_message(missed: u64) -> Bytes {
+    let mut out = String::new();
+    push_message(&mut out, None, "lagged", &json!({"missed": missed}).to_string());
+    Bytes::from(out)
 }
 
 fn heartbeat() -> Bytes {
@@ -262,10 +266,15 @@ impl Replay {
     }
 }
 
-/// at_most_once: the live broadcast, subscribed when the request arrived.
-pub fn live_stream(node: &Node, filter: FeedFilter, delivery: &str, permit: OwnedSemaphorePermit) -> Body {
+/// at_most_once: the live events, from `receiver` (subscribed when the request arrived).
+pub fn live_stream(
+    receiver: broadcast::Receiver<Arc<LiveItem>>,
+    filter: FeedFilter,
+    delivery: &str,
+    permit: OwnedSemaphorePermit,
+) -> Body {
     let live = Live {
-        receiver: node.feed_live(),
+        receiver,
         filter,
         ended: STREAMS_END.subscribe(),
         last_sent: Instant::now(),
@@ -276,7 +285,7 @@ pub fn live_stream(node: &Node, filter: FeedFilter, delivery: &str, permit: Owne
 }
 
 struct Live {
-    receiver: broadcast::Receiver<Arc<FeedEvent>>,
+    receiver: broadcast::Receiver<Arc<LiveItem>>,
     filter: FeedFilter,
     ended: watch::Receiver<u64>,
     last_sent: Instant,
@@ -291,6 +300,14 @@ impl Live {
         Some(chunk)
     }
 
+    fn take(&self, out: &mut BytesMut, item: &LiveItem) {
+        match item {
+            LiveItem::Change { event, message } if self.filter.matches(event) => out.extend_from_slice(message),
+            LiveItem::Change { .. } => {}
+            LiveItem::Lagged(missed) => out.extend_from_slice(&lagged_message(*missed)),
+        }
+    }
+
     async fn produce(&mut self) -> Option<Bytes> {
         while !self.finished {
             let quiet_for = HEARTBEAT.saturating_sub(self.last_sent.elapsed());
@@ -298,25 +315,18 @@ impl Live {
                 _ = self.ended.changed() => return None,
                 received = tokio::time::timeout(quiet_for, self.receiver.recv()) => received,
             };
-            let mut out = String::new();
+            let mut out = BytesMut::new();
             match received {
                 Err(_quiet) => return Some(heartbeat()),
                 Ok(Err(RecvError::Closed)) => return None,
-                Ok(Err(RecvError::Lagged(missed))) => lagged_message(&mut out, missed),
-                Ok(Ok(event)) => {
-                    if self.filter.matches(&event) {
-                        push_message(&mut out, Some(event.pos), "change", &event_json(&event));
-                    }
-                }
+                Ok(Err(RecvError::Lagged(missed))) => out.extend_from_slice(&lagged_message(missed)),
+                Ok(Ok(item)) => self.take(&mut out, &item),
             }
             // Send what is already queued along with it, one bounded chunk at a time.
             for _ in 1..STREAM_PAGE {
                 match self.receiver.try_recv() {
-                    Ok(event) if self.filter.matches(&event) => {
-                        push_message(&mut out, Some(event.pos), "change", &event_json(&event));
-                    }
-                    Ok(_) => {}
-                    Err(TryRecvError::Lagged(missed)) => lagged_message(&mut out, missed),
+                    Ok(item) => self.take(&mut out, &item),
+                    Err(TryRecvError::Lagged(missed)) => out.extend_from_slice(&lagged_message(missed)),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Closed) => {
                         self.finished = true;
@@ -325,7 +335,7 @@ impl Live {
                 }
             }
             if !out.is_empty() {
-                return Some(Bytes::from(out));
+                return Some(out.freeze());
             }
             if self.last_sent.elapsed() >= HEARTBEAT {
                 return Some(heartbeat());

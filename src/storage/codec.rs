@@ -1,0 +1,28 @@
+//! Encoding of the node's own records in storage: a format byte, then bincode.
+//!
+//! The leading byte lets a later version change a record's layout and still read what older
+//! versions wrote; a record with an unknown format is reported as corruption, never guessed at.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::StorageError;
+
+const FORMAT: u8 = 1;
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    // Encoding plain data into a Vec cannot fail.
+    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard()).expect("record encodes");
+    out
+}
+
+/// Decodes a record written by [`encode`]; `what` names it in errors.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StorageError> {
+    match bytes.split_first() {
+        Some((&FORMAT, body)) => bincode::serde::decode_from_slice(body, bincode::config::standard())
+            .map(|(value, _)| value)
+            .map_err(|e| StorageError::Corrupt(format!("{what}: {e}"))),
+        _ => Err(StorageError::Corrupt(format!("{what} has an unknown format"))),
+    }
+}

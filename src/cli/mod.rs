@@ -27,7 +27,8 @@ use crate::client::DEFAULT_NODE_URL;
     long_about = "statemesh keeps JSON documents as Automerge CRDTs in namespaces, stores them \
                   durably in RocksDB (or memory), and serves them over an HTTP/JSON API.\n\n\
                   Start a node with `statemesh start`; then use `put`, `get`, `patch`, `delete`, \
-                  `ls` and `status` against it (or curl, see README.md).",
+                  `ls`, `history`, `rollback`, `txn`, `watch`, `snapshot` and `status` against it \
+                  (or curl, see README.md).",
     after_help = "Examples:\n  statemesh start\n  statemesh put users ada '{\"name\":\"Ada\"}'\n  \
                   statemesh get users ada\n  statemesh config default > statemesh.yaml"
 )]

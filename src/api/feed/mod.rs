@@ -318,12 +318,12 @@ async fn live_page(node: &Node, filter: &FeedFilter, limit: usize, wait: Duratio
             events.push(event.to_json());
         }
     };
-    'wait: while events.is_empty() {
+    while events.is_empty() {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, live.recv()).await {
             Ok(Ok(event)) => take(event, &mut events),
             Ok(Err(RecvError::Lagged(n))) => missed += n,
-            Ok(Err(RecvError::Closed)) | Err(_) => break 'wait,
+            Ok(Err(RecvError::Closed)) | Err(_) => break,
         }
     }
     while events.len() < limit {

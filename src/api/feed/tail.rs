@@ -177,18 +177,27 @@ async fn follow(tail: Weak<Inner>, node: Node) {
         let last = inner.ring.read().last;
         match node.feed_after(last, &everything, FOLLOW_PAGE) {
             Ok(page) if page.cursor > last => {
+                let full = page.events.len() == FOLLOW_PAGE;
                 let frames: Vec<Frame> =
                     page.events.into_iter().map(|event| Frame { message: change_message(&event), event }).collect();
-                let mut ring = inner.ring.write();
-                ring.frames.extend(frames);
-                while ring.frames.len() > TAIL_EVENTS {
-                    if let Some(dropped) = ring.frames.pop_front() {
-                        ring.base = dropped.event.pos;
+                {
+                    let mut ring = inner.ring.write();
+                    ring.frames.extend(frames);
+                    while ring.frames.len() > TAIL_EVENTS {
+                        if let Some(dropped) = ring.frames.pop_front() {
+                            ring.base = dropped.event.pos;
+                        }
                     }
+                    ring.last = page.cursor;
                 }
-                ring.last = page.cursor;
-                drop(ring);
                 inner.last.send_replace(page.cursor);
+                if full {
+                    continue;
+                }
+                // Caught up with the head as of this read: wait rather than scan again
+                // (`feed_wait` returns at once if the head has moved since).
+                drop(inner);
+                follow_wait(&node, page.cursor).await;
                 continue;
             }
             Ok(_) => {}
@@ -207,13 +216,18 @@ async fn follow(tail: Weak<Inner>, node: Node) {
                 continue;
             }
         }
-        // Wait for the feed without keeping the API's state alive.
         drop(inner);
-        if node.is_ready() {
-            node.feed_wait(last, FOLLOW_POLL).await;
-        } else {
-            tokio::time::sleep(FOLLOW_POLL).await;
-        }
+        follow_wait(&node, last).await;
+    }
+}
+
+/// Waits for the feed to pass `cursor` (without keeping the API's state alive: the caller
+/// has let go of it).
+async fn follow_wait(node: &Node, cursor: FeedPos) {
+    if node.is_ready() {
+        node.feed_wait(cursor, FOLLOW_POLL).await;
+    } else {
+        tokio::time::sleep(FOLLOW_POLL).await;
     }
 }
 

@@ -1,0 +1,140 @@
+//! The simulation runner: `run`, `sweep` and `reproduce` scenarios from the command line.
+//!
+//! Every failure prints the seed, the scenario, the violated property, the trace tail and
+//! the exact command that replays it; the process exits non-zero if any seed failed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use simulations::{run_seed, Outcome, PlantedBug, RunOptions, Scenario};
+
+#[derive(Parser)]
+#[command(about = "Deterministic simulation of statemesh replication")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Run every seed twice and fail if the two event traces differ.
+    #[arg(long, global = true)]
+    check_determinism: bool,
+    /// Plant a harness-side bug, to see a checker catch it.
+    #[arg(long, global = true, value_enum)]
+    plant_bug: Option<PlantedBug>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the seeds the scenario lists.
+    Run { scenario: PathBuf },
+    /// Run `count` consecutive seeds starting at `--from`.
+    Sweep {
+        count: u64,
+        #[arg(default_value = default_scenario())]
+        scenario: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        from: u64,
+    },
+    /// Replay one seed exactly, printing its whole trace with `--trace`.
+    Reproduce {
+        seed: u64,
+        #[arg(default_value = default_scenario())]
+        scenario: PathBuf,
+        #[arg(long)]
+        trace: bool,
+    },
+}
+
+fn default_scenario() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/smoke.toml")
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<bool> {
+    let cli = Cli::parse();
+    let (path, seeds, echo): (PathBuf, Vec<u64>, bool) = match &cli.command {
+        Command::Run { scenario } => {
+            let s = load(scenario)?;
+            (scenario.clone(), s.seed_list().collect(), false)
+        }
+        Command::Sweep { count, scenario, from } => {
+            (scenario.clone(), (*from..from.saturating_add(*count)).collect(), false)
+        }
+        Command::Reproduce { seed, scenario, trace } => (scenario.clone(), vec![*seed], *trace),
+    };
+    let scenario = load(&path)?;
+    let options = RunOptions { bug: cli.plant_bug, echo_trace: echo };
+    let started = Instant::now();
+    let (mut failures, mut sim_ms) = (0u64, 0i64);
+    for &seed in &seeds {
+        let outcome = run_seed(&scenario, seed, &options);
+        sim_ms += outcome.sim_ms;
+        let mut failed = outcome.violation.is_some();
+        if let Some(v) = &outcome.violation {
+            report_failure(&scenario, &outcome, &v.to_string(), cli.plant_bug);
+        }
+        if cli.check_determinism && !failed {
+            let again = run_seed(&scenario, seed, &RunOptions { echo_trace: false, ..options.clone() });
+            sim_ms += again.sim_ms;
+            if again.trace_hash != outcome.trace_hash || again.trace_lines != outcome.trace_lines {
+                failed = true;
+                let detail = format!(
+                    "determinism: trace {:016x} ({} lines) then {:016x} ({} lines)",
+                    outcome.trace_hash, outcome.trace_lines, again.trace_hash, again.trace_lines
+                );
+                report_failure(&scenario, &outcome, &detail, cli.plant_bug);
+            }
+        }
+        if failed {
+            failures += 1;
+        } else if echo || matches!(cli.command, Command::Reproduce { .. }) {
+            println!("seed {seed}: ok in {} ms simulated, trace {:016x}", outcome.sim_ms, outcome.trace_hash);
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let sim = sim_ms as f64 / 1_000.0;
+    println!(
+        "scenario {}: {} seeds, {failures} failed, {sim:.1} s simulated in {wall:.2} s wall ({:.0}x)",
+        scenario.name,
+        seeds.len(),
+        sim / wall.max(1e-9)
+    );
+    Ok(failures == 0)
+}
+
+fn load(path: &Path) -> anyhow::Result<Scenario> {
+    Scenario::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+fn report_failure(scenario: &Scenario, outcome: &Outcome, detail: &str, bug: Option<PlantedBug>) {
+    println!("FAILED seed {} scenario {} ({})", outcome.seed, scenario.name, scenario.path.display());
+    println!("  property: {detail}");
+    println!("  at {} ms simulated; last trace lines:", outcome.sim_ms);
+    for line in &outcome.trace_tail {
+        println!("    {line}");
+    }
+    let bug = bug
+        .map(|b| {
+            format!(
+                " --plant-bug {}",
+                clap::ValueEnum::to_possible_value(&b).map_or(String::new(), |v| v.get_name().to_string())
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "  reproduce: cargo run --release -p simulations --{bug} reproduce {} {} --trace",
+        outcome.seed,
+        scenario.path.display()
+    );
+}

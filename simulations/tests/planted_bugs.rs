@@ -1,0 +1,30 @@
+//! Proof that the checkers bite: bugs planted on the harness side must be reported, while
+//! the same seeds pass without them.
+
+mod common;
+
+use simulations::{run_seed, PlantedBug, RunOptions};
+
+fn properties(bug: Option<PlantedBug>, seeds: std::ops::Range<u64>) -> Vec<Option<&'static str>> {
+    let scenario = common::scenario("smoke.toml");
+    let options = RunOptions { bug, echo_trace: false };
+    seeds.map(|seed| run_seed(&scenario, seed, &options).violation.map(|v| v.property)).collect()
+}
+
+#[test]
+fn acknowledging_before_storing_is_caught_by_the_durability_checker() {
+    let seeds = 0..20;
+    assert!(properties(None, seeds.clone()).iter().all(Option::is_none));
+    let found = properties(Some(PlantedBug::AckBeforeStore), seeds);
+    let durability = found.iter().filter(|p| **p == Some("durability")).count();
+    assert!(durability >= 5, "durability reported on only {durability} of 20 seeds: {found:?}");
+}
+
+#[test]
+fn dropping_every_sync_request_is_caught_by_the_convergence_checker() {
+    let seeds = 0..10;
+    assert!(properties(None, seeds.clone()).iter().all(Option::is_none));
+    let found = properties(Some(PlantedBug::DropSyncRequests), seeds);
+    let convergence = found.iter().filter(|p| **p == Some("convergence")).count();
+    assert!(convergence >= 5, "convergence reported on only {convergence} of 10 seeds: {found:?}");
+}

@@ -154,7 +154,8 @@ impl Client {
             request = request.header("last-event-id", cursor.to_string());
         }
         let response = self.send(request).await?;
-        Ok(FeedStream { body: Box::pin(response.bytes_stream()), parser: SseParser::default() })
+        let url = self.base_url().to_string();
+        Ok(FeedStream { body: Box::pin(response.bytes_stream()), parser: SseParser::default(), url })
     }
 }
 
@@ -164,6 +165,8 @@ type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<b
 pub struct FeedStream {
     body: ByteStream,
     parser: SseParser,
+    /// The node, for error messages.
+    url: String,
 }
 
 impl std::fmt::Debug for FeedStream {
@@ -190,14 +193,14 @@ impl FeedStream {
                 Ok(Some(Ok(bytes))) => self.parser.feed(&bytes),
                 Ok(Some(Err(error))) => {
                     return Some(Err(ClientError::Unreachable {
-                        url: "the change feed".to_string(),
-                        reason: format!("the stream broke: {error}"),
+                        url: self.url.clone(),
+                        reason: format!("the change feed broke off: {error}"),
                     }))
                 }
                 Ok(None) => return None,
                 Err(_) => {
                     return Some(Err(ClientError::Unreachable {
-                        url: "the change feed".to_string(),
+                        url: self.url.clone(),
                         reason: format!("nothing received for {} s, not even a heartbeat", FEED_IDLE_TIMEOUT.as_secs()),
                     }))
                 }

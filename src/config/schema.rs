@@ -203,7 +203,7 @@ pub struct HistoryConfig {
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        Self { enabled: true, max_size: 1000, retention: Duration::from_secs(24 * 3600) }
+        Self { enabled: true, max_size: 100_000, retention: Duration::from_secs(24 * 3600) }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Retention {
     log_floor: u64,
     origin: NodeId,
     last_run: Option<Instant>,
+    /// The last pass hit its deletion budget: run again at the next batch, not a second later.
+    backlog: bool,
 }
 
 impl Retention {
@@ -44,6 +46,7 @@ impl Retention {
             log_floor,
             origin,
             last_run: None,
+            backlog: false,
         }
     }
 
@@ -55,13 +58,17 @@ impl Retention {
         head: FeedPos,
         local_seq: u64,
     ) -> Result<Vec<BatchOp>, StorageError> {
-        if self.last_run.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+        if !self.backlog && self.last_run.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
             return Ok(Vec::new());
         }
         self.last_run = Some(Instant::now());
         let cutoff_ms = now_ms.saturating_sub(self.max_age_ms);
         let mut ops = self.prune_feed(storage, cutoff_ms, head)?;
-        ops.extend(self.prune_log(storage, cutoff_ms, local_seq, DELETES_PER_BATCH_MAX - ops.len())?);
+        let feed_deletes = ops.len();
+        ops.extend(self.prune_log(storage, cutoff_ms, local_seq, DELETES_PER_BATCH_MAX.saturating_sub(ops.len()))?);
+        // A pass that used (nearly) its whole budget leaves more to do: keep pruning with
+        // every batch until caught up, so deletion keeps pace with any write rate.
+        self.backlog = feed_deletes >= DELETES_PER_BATCH_MAX || ops.len() >= DELETES_PER_BATCH_MAX;
         Ok(ops)
     }
 

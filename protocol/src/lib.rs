@@ -14,12 +14,14 @@
 //! - [`limits`]: the bounds every input is checked against.
 //! - [`wire`]: the replication messages and their versioned envelope (`PROTOCOL.md`).
 //! - [`replica`]: the replication state machine (anti-entropy, gossip, apply ordering).
+//! - [`seeded_rng`]: a deterministic generator for tests and the simulator.
 
 pub mod change_log;
 pub mod document;
 pub mod ids;
 pub mod limits;
 pub mod replica;
+pub mod seeded_rng;
 pub mod version;
 pub mod version_vector;
 pub mod wire;

@@ -5,14 +5,16 @@
 //! exactly. SplitMix64 is tiny, fast and has no platform-dependent behaviour.
 
 use rand_core::RngCore;
+use statemesh_protocol::seeded_rng::SplitMix64;
 
-/// SplitMix64, implementing `RngCore` so it can be handed to `Replica::handle`.
+/// The protocol's SplitMix64 with the draws a simulation needs; it implements `RngCore`, so
+/// it can be handed to `Replica::handle`.
 #[derive(Debug, Clone)]
-pub struct SimRng(u64);
+pub struct SimRng(SplitMix64);
 
 impl SimRng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
 
     /// Uniform in `0..n` (`n > 0`); the modulo bias is irrelevant at these sizes.
@@ -41,26 +43,18 @@ impl SimRng {
 
 impl RngCore for SimRng {
     fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
+        self.0.next_u32()
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
+        self.0.fill_bytes(dest);
     }
 
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
+        self.0.try_fill_bytes(dest)
     }
 }

@@ -9,30 +9,7 @@ use crate::change_log::ChangeKind;
 use crate::ids::{DocId, DocKey, Namespace};
 use crate::wire::{self, WireLimits};
 
-/// SplitMix64: a tiny deterministic generator, enough to drive the network.
-struct Rng(u64);
-
-impl RngCore for Rng {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for byte in dest {
-            *byte = self.next_u64() as u8;
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
+use crate::seeded_rng::SplitMix64 as Rng;
 
 fn node(i: usize) -> NodeId {
     NodeId::new(format!("node{i}")).expect("node id")
@@ -83,7 +60,7 @@ impl World {
             nodes,
             network: VecDeque::new(),
             persisting: VecDeque::new(),
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             now_ms: 0,
             drop_percent,
             cut: Vec::new(),
@@ -276,7 +253,7 @@ fn a_partitioned_node_catches_up_through_relays_it_never_met_directly() {
 fn a_version_vector_only_advances_over_durable_contiguous_records() {
     let me = node(9);
     let mut replica = Replica::new(me, VersionVector::new(), ReplicaConfig::default());
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let peer = node(1);
     replica.handle(0, &mut rng, Input::PeerConnected(peer.clone()));
     let gossip = |seqs: &[Seq]| Input::Received {
@@ -303,7 +280,7 @@ fn a_version_vector_only_advances_over_durable_contiguous_records() {
 fn records_claiming_our_own_unwritten_seqs_are_rejected() {
     let me = node(0);
     let mut replica = Replica::new(me.clone(), VersionVector::new(), ReplicaConfig::default());
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let effects = replica.handle(
         0,
         &mut rng,

@@ -92,3 +92,25 @@ pub fn page_limit(requested: Option<u32>, default: u32, max: u32) -> Result<u32,
     }
     Ok(limit)
 }
+
+/// An `application/json` body decoded into `T`; `shape` describes the expected body in the
+/// error.
+pub fn json_request<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let body = self::body(body)?;
+    require_content_type(headers, &["application/json"])?;
+    let json = json_body(&body)?;
+    serde_json::from_value(json).map_err(|e| ApiError::bad_request("bad_body", format!("expected {shape}: {e}")))
+}
+
+/// Refuses a non-object document or patch before it is queued anywhere.
+pub fn require_object(value: &Value, what: &str) -> Result<(), ApiError> {
+    if value.is_object() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "root_not_object", format!("{what} must be a JSON object")))
+    }
+}

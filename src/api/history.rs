@@ -63,12 +63,7 @@ async fn rollback(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = extract::doc_key(path)?;
-    let body = extract::body(body)?;
-    extract::require_content_type(&headers, &["application/json"])?;
-    let json = extract::json_body(&body)?;
-    let request: RollbackBody = serde_json::from_value(json).map_err(|e| {
-        ApiError::bad_request("bad_body", format!("expected {{\"to\": version}} or {{\"steps\": n}}: {e}"))
-    })?;
+    let request: RollbackBody = extract::json_request(&headers, body, "{\"to\": version} or {\"steps\": n}")?;
     let target = match (request.to, request.steps) {
         (Some(to), None) => RollbackTarget::Version(extract::version(&to, "to")?),
         (None, Some(steps)) => RollbackTarget::Steps(steps),

@@ -73,24 +73,37 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route; see the API reference in README.md")
 }
 
-async fn method_not_allowed() -> ApiError {
+pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not support that method")
 }
 
 /// Deadline and metrics for every request.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let deadline = state.request_timeout;
+    observe_within(&state, request, next, Some(deadline)).await
+}
+
+/// Metrics only, for long-running routes (snapshots) that must not be cut by the deadline.
+pub(super) async fn observe_without_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    observe_within(&state, request, next, None).await
+}
+
+async fn observe_within(state: &AppState, request: Request, next: Next, deadline: Option<Duration>) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().to_string();
     let started = Instant::now();
-    let response = match tokio::time::timeout(state.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!("the request did not complete within {:?}", state.request_timeout),
-        )
-        .into_response(),
+    let response = match deadline {
+        None => next.run(request).await,
+        Some(deadline) => match tokio::time::timeout(deadline, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request did not complete within {deadline:?}"),
+            )
+            .into_response(),
+        },
     };
     state.node.metrics().record_request(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
     response

@@ -13,12 +13,11 @@
 //! that disconnects does not cut a restore off halfway.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
@@ -57,26 +56,11 @@ impl From<SnapshotError> for ApiError {
 pub fn routes(state: AppState, config: &Config) -> Router<AppState> {
     let settings = Arc::new(SnapshotSettings::from_config(config));
     Router::new()
-        .route("/v1/snapshots", get(list).post(create).fallback(method_not_allowed))
-        .route("/v1/snapshots/{id}", delete(remove).fallback(method_not_allowed))
-        .route("/v1/snapshots/{id}/restore", post(restore).fallback(method_not_allowed))
-        .route_layer(middleware::from_fn_with_state(state, observe))
+        .route("/v1/snapshots", get(list).post(create).fallback(super::method_not_allowed))
+        .route("/v1/snapshots/{id}", delete(remove).fallback(super::method_not_allowed))
+        .route("/v1/snapshots/{id}/restore", post(restore).fallback(super::method_not_allowed))
+        .route_layer(middleware::from_fn_with_state(state, super::observe_without_deadline))
         .layer(Extension(settings))
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not support that method")
-}
-
-/// Request metrics, as for every other route (without the document-request deadline).
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route =
-        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state.node.metrics().record_request(&route, &method, response.status().as_u16(), started.elapsed().as_secs_f64());
-    response
 }
 
 fn snapshot_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {

@@ -130,24 +130,13 @@ impl StepRequest {
     }
 }
 
-fn json_request<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    shape: &str,
-) -> Result<T, ApiError> {
-    let body = extract::body(body)?;
-    extract::require_content_type(headers, &["application/json"])?;
-    let json = extract::json_body(&body)?;
-    serde_json::from_value(json).map_err(|e| ApiError::bad_request("bad_body", format!("expected {shape}: {e}")))
-}
-
 async fn once(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: OnceRequest =
-        json_request(&headers, body, "{\"compare\": [...], \"success\": [...], \"failure\": [...]}")?;
+        extract::json_request(&headers, body, "{\"compare\": [...], \"success\": [...], \"failure\": [...]}")?;
     let items = request.compare.len() + request.success.len() + request.failure.len();
     if items > TXN_ITEMS_MAX {
         return Err(ApiError::bad_request(
@@ -201,14 +190,8 @@ async fn put(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (txn, key) = txn_doc(path)?;
-    let value: Value = json_request(&headers, body, "a JSON object")?;
-    if !value.is_object() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "root_not_object",
-            "the document root must be a JSON object",
-        ));
-    }
+    let value: Value = extract::json_request(&headers, body, "a JSON object")?;
+    extract::require_object(&value, "the document root")?;
     buffered(&state, &txn, &key, TxnOp::Put(value)).await
 }
 
@@ -222,13 +205,7 @@ async fn patch(
     let body = extract::body(body)?;
     extract::require_content_type(&headers, &["application/merge-patch+json", "application/json"])?;
     let value = extract::json_body(&body)?;
-    if !value.is_object() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "root_not_object",
-            "a merge patch must be a JSON object",
-        ));
-    }
+    extract::require_object(&value, "a merge patch")?;
     buffered(&state, &txn, &key, TxnOp::Patch(value)).await
 }
 

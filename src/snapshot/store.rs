@@ -34,6 +34,20 @@ pub struct SnapshotInfo {
     pub file: String,
 }
 
+impl SnapshotInfo {
+    fn from_header(id: String, header: &super::format::Header, bytes: u64, path: &Path) -> Self {
+        Self {
+            id,
+            created_ms: header.created_ms,
+            documents: header.documents,
+            bytes,
+            format: format_name(header.format).to_string(),
+            compression: compression_name(header.compression).to_string(),
+            file: path.display().to_string(),
+        }
+    }
+}
+
 /// The snapshot directory of a node.
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
@@ -100,15 +114,7 @@ impl SnapshotStore {
             message: format!("cannot create the snapshot directory: {e}"),
         })?;
         let WrittenFile { path, bytes, header } = file::write_file(&path, body, format, compression)?;
-        Ok(SnapshotInfo {
-            id: body.id.clone(),
-            created_ms: header.created_ms,
-            documents: header.documents,
-            bytes,
-            format: format_name(header.format).to_string(),
-            compression: compression_name(header.compression).to_string(),
-            file: path.display().to_string(),
-        })
+        Ok(SnapshotInfo::from_header(body.id.clone(), &header, bytes, &path))
     }
 
     /// Reads, verifies and decodes snapshot `id`.
@@ -134,15 +140,7 @@ impl SnapshotStore {
             let path = entry.path();
             let Some(id) = snapshot_id_of(&path) else { continue };
             match file::read_header(&path) {
-                Ok((header, bytes)) => out.push(SnapshotInfo {
-                    id,
-                    created_ms: header.created_ms,
-                    documents: header.documents,
-                    bytes,
-                    format: format_name(header.format).to_string(),
-                    compression: compression_name(header.compression).to_string(),
-                    file: path.display().to_string(),
-                }),
+                Ok((header, bytes)) => out.push(SnapshotInfo::from_header(id, &header, bytes, &path)),
                 Err(error) => tracing::warn!(file = %path.display(), %error, "skipping an unreadable snapshot file"),
             }
         }

@@ -69,9 +69,7 @@ impl Identity {
 
     fn from_keypair(keypair: Keypair) -> Self {
         let peer_id = keypair.public().to_peer_id();
-        // A base58 PeerId is always a valid node id.
-        let node_id = NodeId::new(peer_id.to_base58()).expect("a PeerId is valid base58");
-        Self { keypair, peer_id, node_id }
+        Self { keypair, node_id: node_id_of(&peer_id), peer_id }
     }
 
     pub fn keypair(&self) -> &Keypair {
@@ -90,6 +88,12 @@ impl Identity {
     pub fn actor_id(&self) -> ActorId {
         ActorId::from(self.peer_id.to_bytes())
     }
+}
+
+/// The node id of a peer: its PeerId in base58.
+pub fn node_id_of(peer: &PeerId) -> NodeId {
+    // A base58 PeerId (about 52 characters) is always a valid node id.
+    NodeId::new(peer.to_base58()).expect("a PeerId is valid base58")
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

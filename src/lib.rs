@@ -11,8 +11,11 @@ pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod metrics;
+pub mod net;
 pub mod node;
 pub mod snapshot;
 pub mod storage;
+#[doc(hidden)]
+pub mod testkit;
 
 pub use statemesh_protocol as protocol;

@@ -24,6 +24,13 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// A replication message's direction (`in`, `out`) and kind (`gossip`, `sync_request`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WireLabels {
+    pub direction: &'static str,
+    pub kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<RequestLabels, Counter>,
@@ -36,6 +43,15 @@ pub struct Metrics {
     pub storage_size_bytes: Gauge,
     pub documents: Gauge,
     pub doc_cache_entries: Gauge,
+    pub p2p_bytes: Family<WireLabels, Counter>,
+    pub p2p_messages: Family<WireLabels, Counter>,
+    pub p2p_rejected: Counter,
+    pub peers_connected: Gauge,
+    pub anti_entropy_rounds: Counter,
+    pub gossip_lagged: Counter,
+    pub remote_changes_applied: Counter,
+    pub replication_lag_changes: Gauge,
+    pub replication_delay: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,6 +101,40 @@ impl Metrics {
         registry.register("documents", "Live documents on this node", documents.clone());
         let doc_cache_entries = Gauge::default();
         registry.register("doc_cache_entries", "Documents held decoded in memory", doc_cache_entries.clone());
+        let p2p_bytes = Family::<WireLabels, Counter>::default();
+        registry.register("p2p_bytes", "Replication bytes by direction and message kind", p2p_bytes.clone());
+        let p2p_messages = Family::<WireLabels, Counter>::default();
+        registry.register("p2p_messages", "Replication messages by direction and kind", p2p_messages.clone());
+        let p2p_rejected = Counter::default();
+        registry.register("p2p_rejected", "Invalid replication messages or records refused", p2p_rejected.clone());
+        let peers_connected = Gauge::default();
+        registry.register("peers_connected", "Connected replication peers", peers_connected.clone());
+        let anti_entropy_rounds = Counter::default();
+        registry.register("anti_entropy_requests", "Anti-entropy requests sent", anti_entropy_rounds.clone());
+        let gossip_lagged = Counter::default();
+        registry.register(
+            "gossip_skipped_changes",
+            "Local changes not gossiped because replication fell behind (anti-entropy delivers them)",
+            gossip_lagged.clone(),
+        );
+        let remote_changes_applied = Counter::default();
+        registry.register(
+            "remote_changes_applied",
+            "Changes received from peers and stored",
+            remote_changes_applied.clone(),
+        );
+        let replication_lag_changes = Gauge::default();
+        registry.register(
+            "replication_lag_changes",
+            "Changes connected peers are known to hold that this node lacks",
+            replication_lag_changes.clone(),
+        );
+        let replication_delay = latency_histogram();
+        registry.register(
+            "replication_delay_seconds",
+            "Time from a change's commit at its origin to its storage here (origin clock)",
+            replication_delay.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -97,7 +147,23 @@ impl Metrics {
             storage_size_bytes,
             documents,
             doc_cache_entries,
+            p2p_bytes,
+            p2p_messages,
+            p2p_rejected,
+            peers_connected,
+            anti_entropy_rounds,
+            gossip_lagged,
+            remote_changes_applied,
+            replication_lag_changes,
+            replication_delay,
         }
+    }
+
+    /// Counts one replication message of `bytes` on the wire.
+    pub fn record_wire(&self, direction: &'static str, kind: &'static str, bytes: usize) {
+        let labels = WireLabels { direction, kind };
+        self.p2p_bytes.get_or_create(&labels).inc_by(bytes as u64);
+        self.p2p_messages.get_or_create(&labels).inc();
     }
 
     /// Called by the committer after each durable batch.

@@ -6,11 +6,17 @@
 
 use std::path::PathBuf;
 
-use statemesh_protocol::wire::{self, Gossip, Message, SyncRequest, SyncResponse, WireError, WireLimits};
+use statemesh_protocol::wire::{
+    self, DocState, Gossip, Message, StateRequest, StateResponse, SyncRequest, SyncResponse, WireError, WireLimits,
+};
 use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocId, DocKey, Namespace, NodeId, VersionVector};
 
 fn node(name: &str) -> NodeId {
     NodeId::new(name).expect("node id")
+}
+
+fn doc(id: &str) -> DocKey {
+    DocKey::new(Namespace::new("users").expect("ns"), DocId::new(id).expect("id"))
 }
 
 fn record(seq: u64, payload: Vec<u8>) -> ChangeRecord {
@@ -37,6 +43,15 @@ fn vectors() -> Vec<(&'static str, Message)> {
                 records: vec![record(4, vec![9; 8]), record(5, vec![7; 4])],
                 more: true,
                 floors: vec![(node("nodeC"), 12)],
+            }),
+        ),
+        ("state_request", Message::StateRequest(StateRequest { after: Some(doc("d1")), max_docs: 256 })),
+        (
+            "state_response_last_page",
+            Message::StateResponse(StateResponse {
+                docs: vec![DocState { doc: doc("d2"), automerge: vec![0x85, 0x6f, 0x4a, 0x83, 0, 1] }],
+                next: None,
+                vv: [(node("nodeA"), 9)].into_iter().collect(),
             }),
         ),
     ]

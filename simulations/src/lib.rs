@@ -14,6 +14,7 @@
 
 pub mod checkers;
 pub mod faults;
+pub mod linearizability;
 pub mod network;
 pub mod node;
 pub mod rng;

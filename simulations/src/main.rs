@@ -1,4 +1,5 @@
-//! The simulation runner: `run`, `sweep` and `reproduce` scenarios from the command line.
+//! The simulation runner: `run`, `sweep` and `reproduce` scenarios from the command line, and
+//! `check-history` a recorded client history for linearizability.
 //!
 //! Every failure prints the seed, the scenario, the violated property, the trace tail and
 //! the exact command that replays it; the process exits non-zero if any seed failed.
@@ -9,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use simulations::linearizability::{self, CheckOptions, Verdict};
 use simulations::{run_seed, Outcome, PlantedBug, RunOptions, Scenario};
 
 #[derive(Parser)]
@@ -44,6 +46,15 @@ enum Command {
         #[arg(long)]
         trace: bool,
     },
+    /// Check a JSON-lines client history for linearizability, key by key. Exits 0 when every
+    /// key is linearizable, 1 when one is not, 2 on a bad file or when the search gave up.
+    CheckHistory {
+        /// One operation per line, as JSON (see the simulations README).
+        file: PathBuf,
+        /// Search steps allowed per key before giving up on it.
+        #[arg(long, default_value_t = linearizability::DEFAULT_BUDGET_STEPS)]
+        budget_steps: u64,
+    },
 }
 
 fn default_scenario() -> &'static str {
@@ -72,6 +83,7 @@ fn run() -> anyhow::Result<bool> {
             (scenario.clone(), (*from..from.saturating_add(*count)).collect(), false)
         }
         Command::Reproduce { seed, scenario, trace } => (scenario.clone(), vec![*seed], *trace),
+        Command::CheckHistory { file, budget_steps } => return check_history(file, *budget_steps),
     };
     let scenario = load(&path)?;
     let options = RunOptions { bug: cli.plant_bug, echo_trace: echo };
@@ -111,6 +123,19 @@ fn run() -> anyhow::Result<bool> {
         sim / wall.max(1e-9)
     );
     Ok(failures == 0)
+}
+
+fn check_history(file: &Path, budget_steps: u64) -> anyhow::Result<bool> {
+    let history = linearizability::read_history_file(file).with_context(|| format!("history {}", file.display()))?;
+    let started = Instant::now();
+    let report = linearizability::check(&history, &CheckOptions { budget_steps })?;
+    println!("{report}");
+    println!("checked in {:.2} s", started.elapsed().as_secs_f64());
+    match report.verdict() {
+        Verdict::Linearizable => Ok(true),
+        Verdict::NotLinearizable => Ok(false),
+        Verdict::GaveUp => anyhow::bail!("the search gave up on some keys; raise --budget-steps to decide them"),
+    }
 }
 
 fn load(path: &Path) -> anyhow::Result<Scenario> {

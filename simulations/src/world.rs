@@ -138,6 +138,7 @@ impl<'a> World<'a> {
             sync_timeout_ms: r.sync_timeout_ms,
             page_records: r.page_records,
             held_records_max: r.held_records_max,
+            ..ReplicaConfig::default()
         };
         let n = scenario.nodes;
         let network = Network::new(n, &scenario.network, &mut rng);
@@ -450,11 +451,12 @@ impl<'a> World<'a> {
                 self.stats.rejects += 1;
                 self.trace.line(self.now, format!("n{node:03} rejects {from}: {reason}"));
             }
-            Effect::NeedStateTransfer { from, origin, floor } => {
-                // Nothing prunes logs in this simulation, so no peer may claim a floor.
+            Effect::ReadDocs { for_peer, .. } | Effect::MergeDocs { from: for_peer, .. } => {
+                // Nothing prunes logs in this simulation, so no peer may report a floor and
+                // no state transfer may start.
                 return Err(Violation::new(
                     "no_state_transfer",
-                    format!("n{node:03} was told by {from} to transfer {origin} state below seq {floor}"),
+                    format!("n{node:03} started a state transfer with {for_peer} although no log is pruned"),
                 ));
             }
         }

@@ -57,6 +57,7 @@ pub fn router(node: Node, config: &Config) -> Router {
         .merge(txn::routes())
         .route("/v1/changes", get(feed::changes))
         .route("/v1/status", get(ops::status))
+        .route("/v1/peers", get(ops::peers))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -31,3 +31,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub async fn status(State(state): State<AppState>) -> Response {
     Json(state.node.status()).into_response()
 }
+
+/// `GET /v1/peers`: the connected replication peers.
+pub async fn peers(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({ "peers": state.node.peers() })).into_response()
+}

@@ -100,10 +100,18 @@ pub fn run(node: &str, json: bool, command: Command) -> anyhow::Result<ExitCode>
                     print!("{}", output::status(&status));
                 }
             }
+            Command::Peers => {
+                let peers = client.peers().await?;
+                if json {
+                    println!("{}", output::json(&peers));
+                } else {
+                    print!("{}", output::peers(&peers));
+                }
+            }
             Command::History(args) => super::history::history(&client, json, args).await?,
             Command::Rollback(args) => super::history::rollback(&client, json, args).await?,
             Command::Txn(args) => super::history::txn(&client, json, args).await?,
-            Command::Start(_) | Command::Config(_) | Command::Snapshot(_) | Command::Watch(_) => {
+            Command::Start(_) | Command::Config(_) | Command::Snapshot(_) | Command::Watch(_) | Command::Ready(_) => {
                 unreachable!("handled before connecting")
             }
         }

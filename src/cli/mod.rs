@@ -8,6 +8,7 @@ mod config_cmd;
 mod docs;
 mod history;
 mod output;
+mod ready;
 mod snapshot;
 mod start;
 mod watch;
@@ -107,6 +108,11 @@ enum Command {
     },
     /// Show the node's status: id, storage, document count, version vector.
     Status,
+    /// List the connected replication peers: id, address, since when, last anti-entropy,
+    /// and how many changes each side lacks.
+    Peers,
+    /// Exit 0 if the node is ready (`/readyz` answers 200), 1 if not: for health checks.
+    Ready(ready::ReadyArgs),
     /// List a document's changes, newest first.
     History(history::HistoryArgs),
     /// Restore an earlier state of a document as a new change (history is kept).
@@ -130,6 +136,7 @@ pub fn run() -> ExitCode {
         Command::Config(command) => config_cmd::run(command),
         Command::Snapshot(command) => snapshot::run(&cli.node, cli.json, command),
         Command::Watch(args) => watch::run(&cli.node, cli.json, args),
+        Command::Ready(args) => ready::run(&cli.node, cli.json, args),
         command => docs::run(&cli.node, cli.json, command),
     };
     match result {

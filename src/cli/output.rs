@@ -34,6 +34,34 @@ pub fn listing(reply: &ListReply) -> String {
     out
 }
 
+/// `statemesh peers`: one line per connected peer.
+pub fn peers(peers: &Value) -> String {
+    let list = peers.get("peers").and_then(Value::as_array).cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no connected peers\n".to_string();
+    }
+    let mut out =
+        format!("{:<54} {:<28} {:>10} {:>10} {:>12}\n", "PEER", "ADDRESS", "WE LACK", "THEY LACK", "LAST SYNC");
+    let now = crate::clock::now_ms();
+    for peer in &list {
+        let text = |key: &str| peer.get(key).and_then(Value::as_str).unwrap_or("-").to_string();
+        let number = |key: &str| peer.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let last_sync = match peer.get("last_anti_entropy_ms").and_then(Value::as_i64) {
+            Some(at) => format!("{}s ago", (now - at).max(0) / 1000),
+            None => "never".to_string(),
+        };
+        out.push_str(&format!(
+            "{:<54} {:<28} {:>10} {:>10} {:>12}\n",
+            text("id"),
+            text("address"),
+            number("changes_we_lack"),
+            number("changes_they_lack"),
+            last_sync
+        ));
+    }
+    out
+}
+
 pub fn status(status: &Value) -> String {
     let mut out = String::new();
     for key in ["node_id", "name", "storage", "documents", "uptime_ms"] {
@@ -47,6 +75,9 @@ pub fn status(status: &Value) -> String {
         for (origin, seq) in vv {
             out.push_str(&format!("  {origin}  {seq}\n"));
         }
+    }
+    if let Some(list) = status.get("peers").and_then(Value::as_array) {
+        out.push_str(&format!("{:<16} {}\n", "peers", list.len()));
     }
     out
 }

@@ -13,6 +13,7 @@ use clap::Args;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat, StorageType};
+use crate::net::Network;
 use crate::node::Node;
 
 #[derive(Debug, Args)]
@@ -29,6 +30,17 @@ pub struct StartArgs {
     /// Keep everything in memory (overrides storage.type).
     #[arg(long)]
     memory: bool,
+    /// Peer-to-peer listen multiaddr, e.g. /ip4/0.0.0.0/tcp/7701 (repeatable; overrides
+    /// p2p.listen).
+    #[arg(long = "p2p-addr", value_name = "MULTIADDR")]
+    p2p_addrs: Vec<String>,
+    /// A peer to connect to at startup, e.g. /ip4/10.0.0.2/tcp/7701 (repeatable; added to
+    /// p2p.bootstrap).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Do not discover peers on the local network (overrides p2p.mdns).
+    #[arg(long)]
+    no_mdns: bool,
 }
 
 pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
@@ -41,6 +53,13 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     }
     if args.memory {
         config.storage.kind = StorageType::Memory;
+    }
+    if !args.p2p_addrs.is_empty() {
+        config.p2p.listen = args.p2p_addrs;
+    }
+    config.p2p.bootstrap.extend(args.bootstrap);
+    if args.no_mdns {
+        config.p2p.mdns = false;
     }
     config.validate()?;
     init_logging(&config);
@@ -68,6 +87,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(node_id = %node.node_id(), %address, data_dir = %config.node.data_dir.display(), "statemesh node ready");
+    let network = Network::start(node.clone(), &config).await.context("cannot start replication")?;
     let router = crate::api::router(node.clone(), &config);
     let snapshots = crate::snapshot::SnapshotSettings::from_config(&config);
     let scheduler = crate::snapshot::Scheduler::spawn(node.clone(), snapshots);
@@ -77,6 +97,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         // A snapshot in progress finishes before storage is flushed and closed.
         scheduler.stop().await;
     }
+    network.shutdown().await;
     match node.shutdown().await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {

@@ -262,6 +262,12 @@ impl Client {
         response.json().await.map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// `GET /v1/peers`: `{"peers": [...]}`.
+    pub async fn peers(&self) -> Result<Value, ClientError> {
+        let response = self.send(self.http.get(self.url(&["v1", "peers"]))).await?;
+        response.json().await.map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     /// Whether `/readyz` answers 200.
     pub async fn ready(&self) -> bool {
         matches!(self.http.get(self.url(&["readyz"])).send().await, Ok(r) if r.status() == StatusCode::OK)

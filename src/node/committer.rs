@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use statemesh_protocol::change_log::Seq;
+use statemesh_protocol::ChangeRecord;
 use tokio::sync::{broadcast, watch};
 
 use super::feed_event::{FeedEvent, FeedPos};
@@ -28,18 +29,35 @@ pub const DOC_COUNT_KEY: &[u8] = b"doc_count";
 /// Meta key holding the last feed position written.
 pub const FEED_POS_KEY: &[u8] = b"feed_pos";
 
-/// What a queued write (one change, or a transaction's changes) contributes to the next
-/// batch. It is never split across batches, which is what makes a transaction atomic.
+/// How many live local change records may wait for the replication layer before the
+/// slowest subscriber is told it lagged (it then relies on anti-entropy).
+const LOCAL_RECORDS_CAPACITY: usize = 16 * 1024;
+
+/// What a queued write (one change, a transaction's changes, or records received from peers)
+/// contributes to the next batch. It is never split across batches, which is what makes a
+/// transaction atomic.
 pub struct PendingWrite {
     pub ops: Vec<BatchOp>,
     /// Net documents created (+) or deleted (-).
     pub doc_count_delta: i64,
     /// One per change, in numbering order; published to live subscribers once durable.
     pub events: Vec<Arc<FeedEvent>>,
+    /// The changes this node originated, in seq order; handed to replication once durable.
+    pub local_records: Vec<Arc<ChangeRecord>>,
 }
 
-/// Durability as seen by waiters: everything up to local `seq` and feed position `pos` is on
-/// disk, unless `failed`.
+/// The numbers [`Sequencer::submit`] hands out: consecutive local seqs from `first_seq` (for
+/// changes this node originates) and consecutive feed positions from `first_pos` (for every
+/// change, local or received).
+#[derive(Debug, Clone, Copy)]
+pub struct Numbers {
+    pub first_seq: Seq,
+    pub first_pos: FeedPos,
+}
+
+/// Durability as seen by waiters: every local change up to `seq` and every change up to feed
+/// position `pos` is on disk, unless `failed`. Waiters wait on `pos`, which orders local and
+/// received changes alike.
 #[derive(Debug, Clone, Default)]
 pub struct Durable {
     pub seq: Seq,
@@ -60,6 +78,7 @@ pub struct Sequencer {
     wake: Condvar,
     durable: watch::Sender<Durable>,
     live: broadcast::Sender<Arc<FeedEvent>>,
+    local_records: broadcast::Sender<Arc<ChangeRecord>>,
 }
 
 impl Sequencer {
@@ -76,7 +95,13 @@ impl Sequencer {
             wake: Condvar::new(),
             durable: watch::Sender::new(Durable { seq: last_seq, pos: last_pos, failed: None }),
             live: broadcast::Sender::new(live_capacity.max(1)),
+            local_records: broadcast::Sender::new(LOCAL_RECORDS_CAPACITY),
         })
+    }
+
+    /// This node's own change records, published in seq order as they become durable.
+    pub fn subscribe_local_records(&self) -> broadcast::Receiver<Arc<ChangeRecord>> {
+        self.local_records.subscribe()
     }
 
     /// Live feed events, published as their batch becomes durable.
@@ -84,10 +109,16 @@ impl Sequencer {
         self.live.subscribe()
     }
 
-    /// Assigns `count` consecutive (seq, feed position) pairs, lets `build` produce the write
-    /// for them, and queues it. Callers hold the documents' locks, so each document's writes
-    /// queue in order.
-    pub fn submit(&self, count: usize, build: impl FnOnce(&[(Seq, FeedPos)]) -> PendingWrite) -> Result<(), NodeError> {
+    /// Assigns `local` consecutive local seqs and `positions` consecutive feed positions, lets
+    /// `build` produce the write for them, and queues it. Returns the last feed position
+    /// assigned (what to wait for). Callers hold the documents' locks, so each document's
+    /// writes queue in order.
+    pub fn submit(
+        &self,
+        local: usize,
+        positions: usize,
+        build: impl FnOnce(Numbers) -> PendingWrite,
+    ) -> Result<FeedPos, NodeError> {
         let mut queue = self.queue.lock();
         if queue.stopping {
             return Err(NodeError::ShuttingDown);
@@ -95,23 +126,22 @@ impl Sequencer {
         if let Some(error) = &self.durable.borrow().failed {
             return Err(NodeError::Storage(error.clone()));
         }
-        let numbers: Vec<(Seq, FeedPos)> =
-            (0..count as u64).map(|i| (queue.next_seq + i, queue.next_pos + i)).collect();
-        let write = build(&numbers);
-        debug_assert_eq!(write.events.len(), count);
-        queue.next_seq += count as u64;
-        queue.next_pos += count as u64;
+        let write = build(Numbers { first_seq: queue.next_seq, first_pos: queue.next_pos });
+        debug_assert_eq!(write.events.len(), positions);
+        debug_assert_eq!(write.local_records.len(), local);
+        queue.next_seq += local as u64;
+        queue.next_pos += positions as u64;
         queue.pending.push(write);
         self.wake.notify_one();
-        Ok(())
+        Ok(queue.next_pos - 1)
     }
 
-    /// Waits until `seq` is durable (returns at once for seq 0).
-    pub async fn wait_durable(&self, seq: Seq) -> Result<(), NodeError> {
+    /// Waits until feed position `pos` is durable (returns at once for 0).
+    pub async fn wait_durable(&self, pos: FeedPos) -> Result<(), NodeError> {
         let mut rx = self.durable.subscribe();
-        let state = rx.wait_for(|d| d.seq >= seq || d.failed.is_some()).await.map_err(|_| NodeError::ShuttingDown)?;
+        let state = rx.wait_for(|d| d.pos >= pos || d.failed.is_some()).await.map_err(|_| NodeError::ShuttingDown)?;
         match &state.failed {
-            Some(error) if state.seq < seq => Err(NodeError::Storage(error.clone())),
+            Some(error) if state.pos < pos => Err(NodeError::Storage(error.clone())),
             _ => Ok(()),
         }
     }
@@ -176,16 +206,21 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
         }
         let mut batch = WriteBatch::new();
         let mut events = Vec::new();
+        let mut local_records = Vec::new();
         for write in writes {
             events.extend(write.events);
+            local_records.extend(write.local_records);
             parts.doc_count += write.doc_count_delta;
             batch.extend(write.ops);
         }
         let count = events.len();
-        let last = events.last().map(|e| (e.change.seq, e.pos));
+        let last_pos = events.last().map(|e| e.pos);
+        let last_seq = local_records.last().map(|r| r.id.seq);
         batch.extend(prune);
-        if let Some((last_seq, last_pos)) = last {
+        if let Some(last_seq) = last_seq {
             batch.put(Family::Meta, parts.local_vv_key.clone(), last_seq.to_be_bytes().to_vec());
+        }
+        if let Some(last_pos) = last_pos {
             batch.put(Family::Meta, DOC_COUNT_KEY.to_vec(), parts.doc_count.to_be_bytes().to_vec());
             batch.put(Family::Meta, FEED_POS_KEY.to_vec(), last_pos.to_be_bytes().to_vec());
         }
@@ -193,15 +228,18 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
         match parts.storage.write(batch) {
             Ok(()) => {
                 parts.metrics.record_commit(count, bytes, parts.doc_count);
-                if let Some((last_seq, last_pos)) = last {
+                if let Some(last_pos) = last_pos {
                     sequencer.durable.send_modify(|d| {
-                        d.seq = last_seq;
+                        d.seq = last_seq.unwrap_or(d.seq);
                         d.pos = last_pos;
                     });
                 }
+                // No subscribers is not an error, for either channel.
                 for event in events {
-                    // No live subscribers is not an error.
                     let _ = sequencer.live.send(event);
+                }
+                for record in local_records {
+                    let _ = sequencer.local_records.send(record);
                 }
             }
             Err(error) => {

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use statemesh_protocol::change_log::Seq;
 use statemesh_protocol::{DocKey, Document, Version};
 
 use super::feed_event::FeedPos;
@@ -22,8 +21,9 @@ const VERSIONS_KEPT: usize = 32;
 pub struct DocEntry {
     /// `None` until loaded (the first request to lock the entry loads it).
     pub doc: Option<Document>,
-    /// Seq of the last write applied to `doc` (0: none since load).
-    pub last_seq: Seq,
+    /// Feed position of the last change applied to `doc` (0: none since load); the entry
+    /// may be evicted once it is durable.
+    pub last_pos: FeedPos,
     /// Bytes appended to the stored value since it was last written whole.
     pub appended_bytes: usize,
     /// Size of the last whole save.
@@ -67,7 +67,7 @@ impl DocCache {
     }
 
     /// The entry for `key`, created empty (unloaded) if absent.
-    pub fn entry(&self, key: &DocKey, durable_seq: Seq) -> Arc<Mutex<DocEntry>> {
+    pub fn entry(&self, key: &DocKey, durable_pos: FeedPos) -> Arc<Mutex<DocEntry>> {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get_mut(key) {
@@ -75,11 +75,11 @@ impl DocCache {
             return slot.entry.clone();
         }
         if slots.len() >= self.capacity {
-            evict_coldest(&mut slots, self.capacity / 8 + 1, durable_seq);
+            evict_coldest(&mut slots, self.capacity / 8 + 1, durable_pos);
         }
         let entry = Arc::new(Mutex::new(DocEntry {
             doc: None,
-            last_seq: 0,
+            last_pos: 0,
             appended_bytes: 0,
             saved_bytes: 0,
             json_bytes_bound: None,
@@ -95,12 +95,12 @@ impl DocCache {
 }
 
 /// Removes up to `count` of the least recently used evictable entries.
-fn evict_coldest(slots: &mut HashMap<DocKey, Slot>, count: usize, durable_seq: Seq) {
+fn evict_coldest(slots: &mut HashMap<DocKey, Slot>, count: usize, durable_pos: FeedPos) {
     let mut candidates: Vec<(u64, DocKey)> = slots
         .iter()
         .filter(|(_, slot)| {
             // Only the cache holds it, and all its writes are on disk.
-            Arc::strong_count(&slot.entry) == 1 && slot.entry.try_lock().is_some_and(|e| e.last_seq <= durable_seq)
+            Arc::strong_count(&slot.entry) == 1 && slot.entry.try_lock().is_some_and(|e| e.last_pos <= durable_pos)
         })
         .map(|(key, slot)| (slot.last_used, key.clone()))
         .collect();
@@ -127,7 +127,7 @@ mod tests {
         let cache = DocCache::new(8);
         let held = cache.entry(&key(0), 0);
         let undurable = cache.entry(&key(1), 0);
-        undurable.lock().last_seq = 5;
+        undurable.lock().last_pos = 5;
         drop(undurable);
         for i in 2..40 {
             cache.entry(&key(i), 0);

@@ -16,10 +16,15 @@ mod error;
 mod feed;
 mod feed_event;
 mod history;
+mod log_serve;
 mod namespaces;
+mod remote_apply;
+mod replication_view;
 mod retention;
 mod snapshot_ops;
+mod state_transfer;
 mod txn;
+mod vv_store;
 mod write_path;
 
 use std::sync::Arc;
@@ -29,7 +34,6 @@ use automerge::ActorId;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
-use statemesh_protocol::change_log::Seq;
 use statemesh_protocol::{ChangeId, ChangeKind, DocId, DocKey, Document, Namespace, NodeId, Version, VersionVector};
 use tokio::sync::Semaphore;
 
@@ -47,12 +51,14 @@ pub use error::NodeError;
 pub use feed::{FeedError, FeedFilter, FeedPage};
 pub use feed_event::{FeedEvent, FeedPos};
 pub use history::{HistoryEntry, HistoryPage, RollbackTarget};
+pub use log_serve::LogPage;
 pub use namespaces::{NamespaceRules, Namespaces};
+pub use remote_apply::RemoteApply;
+pub use replication_view::PeerInfo;
 use retention::{log_floor_key, Retention, FEED_FLOOR_KEY};
+pub use state_transfer::DocsPage;
 pub use txn::{Compare, CompareOp, CompareTarget, OnceOutcome, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep};
-
-/// Prefix of the version-vector entries in the meta family: `vv/<origin>` → seq (u64 BE).
-const VV_PREFIX: &[u8] = b"vv/";
+use vv_store::{load_version_vector, vv_key};
 
 /// A whole saved document replaces the appended tail once the tail outgrows this or the save.
 const COMPACT_TAIL_BYTES_MIN: usize = 8 * 1024;
@@ -144,6 +150,8 @@ pub struct NodeStatus {
     pub namespaces: Vec<String>,
     /// Interactive transactions currently open.
     pub open_transactions: usize,
+    /// Connected replication peers.
+    pub peers: Vec<PeerInfo>,
 }
 
 struct Inner {
@@ -165,6 +173,8 @@ struct Inner {
     /// The oldest feed position still stored (raised by retention).
     feed_floor: Arc<std::sync::atomic::AtomicU64>,
     transactions: txn::Transactions,
+    /// Connected peers, as the replication layer last reported them.
+    peers: Mutex<Vec<PeerInfo>>,
 }
 
 /// A running node. Cheap to clone; all clones share the node.
@@ -254,6 +264,7 @@ impl Node {
                 history_enabled: config.history.enabled,
                 feed_floor,
                 transactions: txn::Transactions::new(&config.concurrency),
+                peers: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -393,11 +404,11 @@ impl Node {
         read: impl FnOnce(&DocEntry) -> Result<T, NodeError>,
     ) -> Result<T, NodeError> {
         self.inner.namespaces.rules(&key.namespace)?;
-        let entry = self.inner.cache.entry(key, self.inner.sequencer.durable().seq);
+        let entry = self.inner.cache.entry(key, self.inner.sequencer.durable().pos);
         let (result, seen) = {
             let mut guard = entry.lock();
             self.ensure_loaded(key, &mut guard)?;
-            (read(&guard), guard.last_seq)
+            (read(&guard), guard.last_pos)
         };
         self.inner.sequencer.wait_durable(seen).await?;
         result
@@ -497,6 +508,7 @@ impl Node {
             uptime_ms: now - self.inner.started_ms,
             namespaces: self.inner.namespaces.declared().map(str::to_string).collect(),
             open_transactions: self.inner.transactions.open_count(),
+            peers: self.peers(),
         }
     }
 
@@ -541,47 +553,6 @@ fn read_u64(storage: &dyn Storage, key: &[u8]) -> Result<u64, StorageError> {
         )),
         None => Ok(0),
     }
-}
-
-fn vv_key(origin: &NodeId) -> Vec<u8> {
-    let mut key = VV_PREFIX.to_vec();
-    key.extend_from_slice(origin.as_str().as_bytes());
-    key
-}
-
-/// Decodes one `vv/<origin>` → seq entry of the meta family.
-fn parse_vv_entry(key: &[u8], value: &[u8]) -> Result<(NodeId, Seq), StorageError> {
-    let origin = key
-        .strip_prefix(VV_PREFIX)
-        .and_then(|rest| std::str::from_utf8(rest).ok())
-        .and_then(|s| NodeId::new(s).ok())
-        .ok_or_else(|| StorageError::Corrupt("version vector origin".to_string()))?;
-    let seq =
-        u64::from_be_bytes(value.try_into().map_err(|_| StorageError::Corrupt("version vector seq".to_string()))?);
-    Ok((origin, seq))
-}
-
-/// Reads the persisted version vector: this node's own seq and every other origin's.
-fn load_version_vector(storage: &dyn Storage, local: &NodeId) -> Result<(Seq, VersionVector), StorageError> {
-    let mut remote = VersionVector::new();
-    let mut local_seq = 0;
-    let mut start = VV_PREFIX.to_vec();
-    loop {
-        let entries = storage.scan(Family::Meta, VV_PREFIX, &start, 1024)?;
-        for (key, value) in &entries {
-            let (origin, seq) = parse_vv_entry(key, value)?;
-            if &origin == local {
-                local_seq = seq;
-            } else {
-                remote.advance(&origin, seq);
-            }
-        }
-        match entries.last() {
-            Some((last, _)) if entries.len() == 1024 => start = key_after(last),
-            _ => break,
-        }
-    }
-    Ok((local_seq, remote))
 }
 
 #[cfg(test)]

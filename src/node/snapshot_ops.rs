@@ -18,7 +18,8 @@ use std::time::Instant;
 use futures::StreamExt;
 use statemesh_protocol::{ChangeKind, DocKey, Document, VersionVector, WriteOutcome};
 
-use super::{parse_vv_entry, DocMeta, Node, NodeError, Precondition, VV_PREFIX};
+use super::vv_store::{parse_vv_entry, VV_PREFIX};
+use super::{DocMeta, Node, NodeError, Precondition};
 use crate::clock::now_ms;
 use crate::snapshot::report::RestoreReport;
 use crate::snapshot::{Phase, Progress, RestoreFailure, SnapshotBody, SnapshotDoc, SnapshotError};

@@ -14,7 +14,7 @@ use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, Document, W
 use super::change_index::{self, ChangeRef};
 use super::committer::PendingWrite;
 use super::doc_cache::DocEntry;
-use super::feed_event::{feed_key, FeedEvent};
+use super::feed_event::{feed_key, FeedEvent, FeedPos};
 use super::{DocMeta, NamespaceRules, Node, NodeError, Precondition, WriteResult, COMPACT_TAIL_BYTES_MIN};
 use crate::clock::now_ms;
 use crate::storage::{BatchOp, Family};
@@ -43,7 +43,7 @@ impl Node {
         let inner = &self.inner;
         let rules = inner.namespaces.rules(&key.namespace)?;
         let _permit = inner.inflight.acquire().await.map_err(|_| NodeError::ShuttingDown)?;
-        let entry = inner.cache.entry(key, inner.sequencer.durable().seq);
+        let entry = inner.cache.entry(key, inner.sequencer.durable().pos);
         let (result, wait_for) = {
             let mut guard = entry.lock();
             let entry = &mut *guard;
@@ -56,13 +56,12 @@ impl Node {
             let now = now_ms();
             let outcome = op(doc, rules, now, json_bytes_bound)?;
             if outcome.is_noop() {
-                (WriteResult { version: outcome.version, change: None, created: false }, entry.last_seq)
+                (WriteResult { version: outcome.version, change: None, created: false }, entry.last_pos)
             } else {
                 let prepared = self.prepare(key, entry, kind, now, existed, outcome);
-                let mut results = self.submit_group(vec![prepared], &mut [entry])?;
+                let (mut results, last_pos) = self.submit_group(vec![prepared], &mut [entry])?;
                 let result = results.pop().ok_or(NodeError::ShuttingDown)?;
-                let seq = result.change.as_ref().map_or(0, |c| c.seq);
-                (result, seq)
+                (result, last_pos)
             }
         };
         inner.sequencer.wait_durable(wait_for).await?;
@@ -88,20 +87,23 @@ impl Node {
 
     /// Numbers the prepared changes and queues them as one atomic unit. `entries[i]` is the
     /// locked entry of `prepared[i]`; on failure their in-memory documents are dropped.
+    /// Returns one result per change and the feed position to wait for.
     pub(super) fn submit_group(
         &self,
         prepared: Vec<PreparedChange>,
         entries: &mut [&mut DocEntry],
-    ) -> Result<Vec<WriteResult>, NodeError> {
+    ) -> Result<(Vec<WriteResult>, FeedPos), NodeError> {
         let inner = &self.inner;
         let origin = self.node_id().clone();
         let count = prepared.len();
         let mut assigned = Vec::with_capacity(count);
-        let submitted = inner.sequencer.submit(count, |numbers| {
+        let submitted = inner.sequencer.submit(count, count, |numbers| {
             let mut ops = Vec::new();
             let mut events = Vec::with_capacity(count);
+            let mut local_records = Vec::with_capacity(count);
             let mut doc_count_delta = 0;
-            for (change, &(seq, pos)) in prepared.into_iter().zip(numbers) {
+            for (i, change) in prepared.into_iter().enumerate() {
+                let (seq, pos) = (numbers.first_seq + i as u64, numbers.first_pos + i as u64);
                 let id = ChangeId { origin: origin.clone(), seq };
                 let version = change.outcome.version.clone();
                 let event = Arc::new(FeedEvent {
@@ -114,17 +116,6 @@ impl Node {
                     exists: change.exists,
                 });
                 ops.extend(change.ops);
-                let change_ref = ChangeRef { change: id.clone(), pos }.encode();
-                for hash in change_index::hashes(&change.outcome.changes) {
-                    ops.push(BatchOp::Put {
-                        family: Family::DocChanges,
-                        key: change_index::key(&change.key, &hash),
-                        value: change_ref.clone(),
-                    });
-                }
-                if inner.history_enabled {
-                    ops.push(BatchOp::Put { family: Family::Feed, key: feed_key(pos), value: event.encode() });
-                }
                 let record = ChangeRecord {
                     id: id.clone(),
                     doc: change.key.clone(),
@@ -132,41 +123,68 @@ impl Node {
                     time_ms: change.time_ms,
                     changes: change.outcome.changes,
                 };
-                ops.push(BatchOp::Put {
-                    family: Family::ChangeLog,
-                    key: log_key(&origin, seq),
-                    value: record.encode(),
-                });
+                self.logged_change_ops(&record, &event, &mut ops);
                 doc_count_delta += i64::from(change.exists) - i64::from(change.existed);
                 events.push(event);
+                local_records.push(Arc::new(record));
                 assigned.push((id, pos, version, change.exists && !change.existed));
             }
-            PendingWrite { ops, doc_count_delta, events }
+            PendingWrite { ops, doc_count_delta, events, local_records }
         });
-        if let Err(error) = submitted {
-            // The changes exist only in memory: forget them so nothing reads them.
-            for entry in entries.iter_mut() {
-                entry.doc = None;
+        let last_pos = match submitted {
+            Ok(last_pos) => last_pos,
+            Err(error) => {
+                // The changes exist only in memory: forget them so nothing reads them.
+                for entry in entries.iter_mut() {
+                    entry.doc = None;
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-        Ok(assigned
+        };
+        let results = assigned
             .into_iter()
             .zip(entries.iter_mut())
             .map(|((id, pos, version, created), entry)| {
-                entry.last_seq = id.seq;
+                entry.last_pos = pos;
                 entry.remember_version(pos, version.clone());
                 WriteResult { version, change: Some(id), created }
             })
-            .collect())
+            .collect();
+        Ok((results, last_pos))
+    }
+
+    /// The mutations every logged change brings, made here or received: its entries in the
+    /// change-hash index, its feed event (when history is kept) and the record itself under
+    /// its `(origin, seq)`.
+    pub(super) fn logged_change_ops(&self, record: &ChangeRecord, event: &FeedEvent, ops: &mut Vec<BatchOp>) {
+        let change_ref = ChangeRef { change: record.id.clone(), pos: event.pos }.encode();
+        for hash in change_index::hashes(&record.changes) {
+            ops.push(BatchOp::Put {
+                family: Family::DocChanges,
+                key: change_index::key(&record.doc, &hash),
+                value: change_ref.clone(),
+            });
+        }
+        if self.inner.history_enabled {
+            ops.push(BatchOp::Put { family: Family::Feed, key: feed_key(event.pos), value: event.encode() });
+        }
+        ops.push(BatchOp::Put {
+            family: Family::ChangeLog,
+            key: log_key(&record.id.origin, record.id.seq),
+            value: record.encode(),
+        });
     }
 
     /// The storage mutation for a document's new changes: append them, or, once the appended
     /// tail has grown past the last whole save, store the whole document again.
-    fn document_ops(&self, key: &DocKey, entry: &mut DocEntry, changes: &[Vec<u8>]) -> Vec<BatchOp> {
+    ///
+    /// A document holding received changes that wait for missing dependencies is never saved
+    /// whole: the save would drop them, so their raw bytes stay in the appended tail.
+    pub(super) fn document_ops(&self, key: &DocKey, entry: &mut DocEntry, changes: &[Vec<u8>]) -> Vec<BatchOp> {
         let added: usize = changes.iter().map(Vec::len).sum();
         let storage_key = key.to_storage_key();
-        if entry.appended_bytes + added > entry.saved_bytes.max(COMPACT_TAIL_BYTES_MIN) {
+        let queued = entry.doc.as_ref().is_some_and(Document::has_queued_changes);
+        if !queued && entry.appended_bytes + added > entry.saved_bytes.max(COMPACT_TAIL_BYTES_MIN) {
             let saved = entry.doc.as_ref().map(Document::save).unwrap_or_default();
             entry.saved_bytes = saved.len();
             entry.appended_bytes = 0;

@@ -69,6 +69,9 @@ impl NodeProcess {
             .args(["start", "--data-dir"])
             .arg(data_dir)
             .args(["--api-addr", &format!("127.0.0.1:{port}")])
+            // Replication on an ephemeral loopback port, no LAN discovery: tests never meet
+            // each other's nodes.
+            .args(["--p2p-addr", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

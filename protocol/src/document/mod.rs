@@ -18,7 +18,7 @@ mod merge_patch;
 mod reconcile;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, Change, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, AutomergeError, Change, ReadDoc, ROOT};
 use serde_json::Value;
 
 use crate::change_log::ChangeKind;
@@ -74,7 +74,17 @@ impl Document {
 
     /// Loads stored bytes: a saved document optionally followed by more change chunks.
     pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, DocError> {
-        let doc = Automerge::load(bytes).map_err(|e| DocError::InvalidAutomerge(e.to_string()))?;
+        let doc = match Automerge::load(bytes) {
+            Ok(doc) => doc,
+            // A stored change list (no saved document first) holding received changes that
+            // still wait for their dependencies: `load` refuses it, applying queues them.
+            Err(AutomergeError::MissingDeps) => {
+                let mut doc = Automerge::new();
+                doc.apply_changes(chunks::parse_changes(bytes)?)?;
+                doc
+            }
+            Err(e) => return Err(DocError::InvalidAutomerge(e.to_string())),
+        };
         Ok(Self::from_automerge(doc.with_actor(actor)))
     }
 
@@ -85,6 +95,13 @@ impl Document {
 
     pub fn version(&self) -> Version {
         Version::new(self.doc.get_heads())
+    }
+
+    /// Whether some received changes wait inside Automerge for dependencies that have not
+    /// arrived yet. [`Document::save`] leaves such changes out, so their raw bytes must be
+    /// kept alongside the save until they apply.
+    pub fn has_queued_changes(&self) -> bool {
+        !self.doc.get_missing_deps(&[]).is_empty()
     }
 
     fn from_automerge(doc: Automerge) -> Self {
@@ -264,6 +281,24 @@ impl Document {
         })?;
         *self = Document::from_automerge(candidate);
         Ok(self.version())
+    }
+
+    /// Merges another replica's whole state (a saved document and/or change chunks) and
+    /// returns the raw changes that were new here. All-or-nothing; received changes whose
+    /// dependencies are missing from both sides are left out.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, DocError> {
+        let before = self.doc.get_heads();
+        let (candidate, changes) = guard_untrusted(|| {
+            let incoming = chunks::parse_changes(bytes)?;
+            let mut candidate = self.doc.clone();
+            candidate.apply_changes(incoming)?;
+            let changes: Vec<Vec<u8>> = candidate.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+            Ok((candidate, changes))
+        })?;
+        if !changes.is_empty() {
+            *self = Document::from_automerge(candidate);
+        }
+        Ok(changes)
     }
 
     /// The JSON the document would have after `patch`, without changing it.

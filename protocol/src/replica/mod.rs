@@ -18,16 +18,20 @@
 mod peer;
 #[cfg(test)]
 mod tests;
+mod transfer;
+#[cfg(test)]
+mod transfer_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::RngCore;
 
 use crate::change_log::{ChangeId, ChangeRecord, Seq};
-use crate::ids::NodeId;
+use crate::ids::{DocKey, NodeId};
 use crate::version_vector::VersionVector;
-use crate::wire::{Gossip, Message, SyncRequest, SyncResponse};
+use crate::wire::{DocState, Gossip, Message, StateRequest, StateResponse, SyncRequest, SyncResponse};
 use peer::{PeerState, SyncState};
+use transfer::Transfer;
 
 /// Tunables; the node derives them from its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,11 +44,19 @@ pub struct ReplicaConfig {
     pub page_records: u32,
     /// Most records held beyond the contiguous prefix (received out of order).
     pub held_records_max: usize,
+    /// Documents per state-transfer page.
+    pub page_docs: u32,
 }
 
 impl Default for ReplicaConfig {
     fn default() -> Self {
-        Self { anti_entropy_interval_ms: 5_000, sync_timeout_ms: 10_000, page_records: 512, held_records_max: 100_000 }
+        Self {
+            anti_entropy_interval_ms: 5_000,
+            sync_timeout_ms: 10_000,
+            page_records: 512,
+            held_records_max: 100_000,
+            page_docs: 256,
+        }
     }
 }
 
@@ -53,6 +65,9 @@ impl Default for ReplicaConfig {
 pub enum Input {
     /// Records this node originated are durable (in seq order).
     LocalCommitted(Vec<ChangeRecord>),
+    /// This node's own log holds every seq up to this one (for commits the shell could not
+    /// report one by one, e.g. after falling behind); nothing is gossiped for them.
+    LocalDurable(Seq),
     PeerConnected(NodeId),
     PeerDisconnected(NodeId),
     /// The timer set by [`Effect::SetTimer`] fired (extra ticks are harmless).
@@ -73,6 +88,23 @@ pub enum Input {
     /// Storage refused records from [`Effect::Apply`] (invalid Automerge, contradictions).
     ApplyFailed {
         ids: Vec<ChangeId>,
+        from: NodeId,
+        reason: String,
+    },
+    /// The shell's answer to [`Effect::ReadDocs`]; `vv` was taken before reading.
+    DocsRead {
+        for_peer: NodeId,
+        docs: Vec<DocState>,
+        next: Option<DocKey>,
+        vv: VersionVector,
+    },
+    /// Documents from [`Effect::MergeDocs`] are merged durably (and, on the last page, the
+    /// completed version vector is stored).
+    DocsMerged {
+        from: NodeId,
+    },
+    /// Storage refused documents from [`Effect::MergeDocs`].
+    MergeFailed {
         from: NodeId,
         reason: String,
     },
@@ -109,12 +141,19 @@ pub enum Effect {
         from: NodeId,
         reason: String,
     },
-    /// A peer's log no longer reaches back to what this node lacks from `origin`: whole
-    /// documents must be transferred instead.
-    NeedStateTransfer {
+    /// Read up to `max_docs` whole documents after `after`, then report [`Input::DocsRead`].
+    ReadDocs {
+        for_peer: NodeId,
+        after: Option<DocKey>,
+        max_docs: u32,
+    },
+    /// Merge these whole documents into ours durably, then report [`Input::DocsMerged`].
+    /// `complete` is set on the last page of a transfer: the version vector the node holds
+    /// once they are merged, to be stored with them.
+    MergeDocs {
         from: NodeId,
-        origin: NodeId,
-        floor: Seq,
+        docs: Vec<DocState>,
+        complete: Option<VersionVector>,
     },
 }
 
@@ -129,6 +168,8 @@ pub struct Replica {
     applying: BTreeSet<ChangeId>,
     peers: BTreeMap<NodeId, PeerState>,
     next_anti_entropy_ms: i64,
+    /// The one state transfer in progress, if any.
+    transfer: Option<Transfer>,
 }
 
 impl Replica {
@@ -142,6 +183,7 @@ impl Replica {
             applying: BTreeSet::new(),
             peers: BTreeMap::new(),
             next_anti_entropy_ms: 0,
+            transfer: None,
         }
     }
 
@@ -167,6 +209,10 @@ impl Replica {
         let mut effects = Vec::new();
         match input {
             Input::LocalCommitted(records) => self.local_committed(records, &mut effects),
+            Input::LocalDurable(seq) => {
+                let me = self.me.clone();
+                self.vv.advance(&me, seq);
+            }
             Input::PeerConnected(peer) => {
                 if peer != self.me {
                     self.peers.entry(peer.clone()).or_default();
@@ -175,6 +221,9 @@ impl Replica {
             }
             Input::PeerDisconnected(peer) => {
                 self.peers.remove(&peer);
+                if self.transfer.as_ref().is_some_and(|t| t.peer == peer) {
+                    self.transfer = None;
+                }
             }
             Input::Tick => self.tick(now_ms, rng, &mut effects),
             Input::Received { from, message } => self.received(from, message, now_ms, &mut effects),
@@ -191,6 +240,19 @@ impl Replica {
                 }
                 if let Some(peer) = self.peers.get_mut(&from) {
                     peer.sync = SyncState::Idle;
+                }
+                effects.push(Effect::Reject { from, reason });
+            }
+            Input::DocsRead { for_peer, docs, next, vv } => {
+                effects.push(Effect::Send {
+                    to: for_peer,
+                    message: Message::StateResponse(StateResponse { docs, next, vv }),
+                });
+            }
+            Input::DocsMerged { from } => self.docs_merged(&from, now_ms, &mut effects),
+            Input::MergeFailed { from, reason } => {
+                if self.transfer.as_ref().is_some_and(|t| t.peer == from) {
+                    self.transfer = None;
                 }
                 effects.push(Effect::Reject { from, reason });
             }
@@ -211,6 +273,10 @@ impl Replica {
     fn tick(&mut self, now_ms: i64, rng: &mut dyn RngCore, effects: &mut Vec<Effect>) {
         for peer in self.peers.values_mut() {
             peer.expire_sync(now_ms, self.config.sync_timeout_ms);
+        }
+        if self.transfer.as_ref().is_some_and(|t| t.expired(now_ms, self.config.sync_timeout_ms)) {
+            // Abandoned; the next page with a floor starts a new one.
+            self.transfer = None;
         }
         if now_ms >= self.next_anti_entropy_ms {
             self.next_anti_entropy_ms = now_ms + self.config.anti_entropy_interval_ms;
@@ -248,11 +314,14 @@ impl Replica {
                 let max_records = max_records.clamp(1, self.config.page_records);
                 effects.push(Effect::ReadLog { for_peer: from, have, max_records });
             }
+            Message::StateRequest(StateRequest { after, max_docs }) => {
+                let max_docs = max_docs.clamp(1, self.config.page_docs);
+                effects.push(Effect::ReadDocs { for_peer: from, after, max_docs });
+            }
+            Message::StateResponse(response) => self.state_response(&from, response, effects),
             Message::SyncResponse(SyncResponse { records, more, floors }) => {
-                for (origin, floor) in floors {
-                    if self.vv.get(&origin) + 1 < floor {
-                        effects.push(Effect::NeedStateTransfer { from: from.clone(), origin, floor });
-                    }
+                if floors.iter().any(|(origin, floor)| self.vv.get(origin) + 1 < *floor) {
+                    self.start_transfer(&from, now_ms, effects);
                 }
                 let page_had_records = !records.is_empty();
                 self.accept_records(&from, records, effects);
@@ -269,6 +338,70 @@ impl Replica {
                 }
             }
         }
+    }
+
+    // ---- state transfer ----
+
+    /// Asks `peer` for whole documents, unless a transfer is already running.
+    fn start_transfer(&mut self, peer: &NodeId, now_ms: i64, effects: &mut Vec<Effect>) {
+        if self.transfer.is_some() {
+            return;
+        }
+        self.transfer = Some(Transfer::new(peer.clone(), now_ms));
+        self.request_docs(peer, None, effects);
+    }
+
+    fn request_docs(&self, peer: &NodeId, after: Option<DocKey>, effects: &mut Vec<Effect>) {
+        effects.push(Effect::Send {
+            to: peer.clone(),
+            message: Message::StateRequest(StateRequest { after, max_docs: self.config.page_docs }),
+        });
+    }
+
+    fn state_response(&mut self, from: &NodeId, response: StateResponse, effects: &mut Vec<Effect>) {
+        let Some(transfer) = self.transfer.as_mut().filter(|t| &t.peer == from && t.awaiting_page()) else {
+            // Late or unsolicited: nothing waits for it.
+            return;
+        };
+        let StateResponse { docs, next, vv } = response;
+        let complete = transfer.page_arrived(vv, next).map(|theirs| {
+            let mut merged = self.vv.clone();
+            merged.merge(&theirs);
+            merged
+        });
+        effects.push(Effect::MergeDocs { from: from.clone(), docs, complete });
+    }
+
+    fn docs_merged(&mut self, from: &NodeId, now_ms: i64, effects: &mut Vec<Effect>) {
+        let Some(transfer) = self.transfer.as_mut().filter(|t| &t.peer == from) else { return };
+        match transfer.merged(now_ms) {
+            transfer::Next::Page(after) => self.request_docs(from, Some(after), effects),
+            transfer::Next::Done(theirs) => {
+                self.transfer = None;
+                self.vv.merge(&theirs);
+                self.absorb_held();
+                // Fetch whatever lies beyond the transferred state.
+                if let Some(peer) = self.peers.get_mut(from) {
+                    peer.sync = SyncState::Idle;
+                }
+                self.request_sync(from, now_ms, effects);
+            }
+        }
+    }
+
+    /// Drops held records the version vector now covers and advances over the contiguous
+    /// rest.
+    fn absorb_held(&mut self) {
+        let vv = &mut self.vv;
+        self.held.retain(|origin, seqs| {
+            let mut next = vv.get(origin) + 1;
+            seqs.retain(|seq| *seq >= next);
+            while seqs.remove(&next) {
+                next += 1;
+            }
+            vv.advance(origin, next - 1);
+            !seqs.is_empty()
+        });
     }
 
     /// Validates incoming records and hands the new ones to storage. Returns whether a gap
@@ -325,24 +458,12 @@ impl Replica {
     }
 
     fn persisted(&mut self, ids: Vec<ChangeId>, now_ms: i64, effects: &mut Vec<Effect>) {
-        let mut touched = BTreeSet::new();
         for id in ids {
             if self.applying.remove(&id) {
-                self.held.entry(id.origin.clone()).or_default().insert(id.seq);
-                touched.insert(id.origin);
+                self.held.entry(id.origin).or_default().insert(id.seq);
             }
         }
-        for origin in touched {
-            let Some(seqs) = self.held.get_mut(&origin) else { continue };
-            let mut next = self.vv.get(&origin) + 1;
-            while seqs.remove(&next) {
-                next += 1;
-            }
-            self.vv.advance(&origin, next - 1);
-            if seqs.is_empty() {
-                self.held.remove(&origin);
-            }
-        }
+        self.absorb_held();
         if self.applying.is_empty() {
             let continuing: Vec<NodeId> = self
                 .peers

@@ -139,7 +139,7 @@ impl World {
             }
             Effect::SetTimer { .. } => {}
             Effect::Reject { .. } => self.rejects += 1,
-            Effect::NeedStateTransfer { .. } => panic!("no log is pruned in this world"),
+            Effect::ReadDocs { .. } | Effect::MergeDocs { .. } => panic!("no log is pruned in this world"),
         }
     }
 

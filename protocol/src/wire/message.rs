@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::change_log::{ChangeRecord, Seq};
-use crate::ids::NodeId;
+use crate::ids::{DocKey, NodeId};
 use crate::version_vector::VersionVector;
 
 /// A push of freshly committed change records (a latency hint: anti-entropy alone
@@ -34,11 +34,39 @@ pub struct SyncResponse {
     pub floors: Vec<(NodeId, Seq)>,
 }
 
+/// State transfer, for a requester behind the responder's log horizon: "send me a page of
+/// your documents, in key order, after `after`".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRequest {
+    pub after: Option<DocKey>,
+    pub max_docs: u32,
+}
+
+/// One document's whole state: Automerge bytes (a saved document, possibly followed by
+/// change chunks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocState {
+    pub doc: DocKey,
+    pub automerge: Vec<u8>,
+}
+
+/// A page of whole documents. `vv` is the responder's version vector taken before the page
+/// was read: every change it covers is in the documents of this and every later page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateResponse {
+    pub docs: Vec<DocState>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<DocKey>,
+    pub vv: VersionVector,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     Gossip(Gossip),
     SyncRequest(SyncRequest),
     SyncResponse(SyncResponse),
+    StateRequest(StateRequest),
+    StateResponse(StateResponse),
 }
 
 impl Message {
@@ -48,6 +76,8 @@ impl Message {
             Message::Gossip(_) => "gossip",
             Message::SyncRequest(_) => "sync_request",
             Message::SyncResponse(_) => "sync_response",
+            Message::StateRequest(_) => "state_request",
+            Message::StateResponse(_) => "state_response",
         }
     }
 }

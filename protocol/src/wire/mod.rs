@@ -11,4 +11,4 @@ mod envelope;
 mod message;
 
 pub use envelope::{decode, encode, WireError, WireLimits, COMPRESS_ABOVE_BYTES, MAGIC, VERSION};
-pub use message::{Gossip, Message, SyncRequest, SyncResponse};
+pub use message::{DocState, Gossip, Message, StateRequest, StateResponse, SyncRequest, SyncResponse};

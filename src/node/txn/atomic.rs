@@ -112,8 +112,8 @@ impl Node {
             self.inner.namespaces.rules(&key.namespace)?;
         }
         let _permit = self.inner.inflight.acquire().await.map_err(|_| NodeError::ShuttingDown)?;
-        let durable_seq = self.inner.sequencer.durable().seq;
-        let handles: Vec<_> = keys.iter().map(|key| (key.clone(), self.inner.cache.entry(key, durable_seq))).collect();
+        let durable_pos = self.inner.sequencer.durable().pos;
+        let handles: Vec<_> = keys.iter().map(|key| (key.clone(), self.inner.cache.entry(key, durable_pos))).collect();
         let (value, results, wait_for) = {
             let mut entries = BTreeMap::new();
             // What the section reads must be durable before it answers, like any read.
@@ -122,7 +122,7 @@ impl Node {
             for (key, handle) in &handles {
                 let mut guard = handle.lock();
                 self.ensure_loaded(key, &mut guard)?;
-                observed = observed.max(guard.last_seq);
+                observed = observed.max(guard.last_pos);
                 entries.insert(key.clone(), guard);
             }
             let mut view = AtomicView { node: self, entries, working: BTreeMap::new(), now: now_ms() };
@@ -149,9 +149,9 @@ impl Node {
                     locked.push(&mut **entry);
                 }
             }
-            let results = if prepared.is_empty() { Vec::new() } else { self.submit_group(prepared, &mut locked)? };
-            let wait_for =
-                results.iter().filter_map(|r| r.change.as_ref().map(|c| c.seq)).max().unwrap_or(0).max(observed);
+            let (results, last_pos) =
+                if prepared.is_empty() { (Vec::new(), 0) } else { self.submit_group(prepared, &mut locked)? };
+            let wait_for = last_pos.max(observed);
             let results: BTreeMap<DocKey, WriteResult> = touched.into_iter().zip(results).collect();
             (value, results, wait_for)
         };

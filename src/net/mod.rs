@@ -1,0 +1,168 @@
+//! Replication over libp2p: the shell around the sans-IO replica in `statemesh-protocol`.
+//!
+//! The replica decides what to send, to whom and when, and what to apply; this module only
+//! carries those decisions out: TCP with noise and yamux (inside the cluster's pre-shared key
+//! when one is set), gossipsub for pushing new changes, request-response for anti-entropy
+//! pages, identify and ping, mDNS discovery and bootstrap redials with backoff. Every
+//! message is a versioned wire envelope (see `protocol/PROTOCOL.md`) decoded under explicit
+//! limits; a peer that keeps sending invalid ones is disconnected and banned for a while.
+
+mod admission;
+mod behaviour;
+mod codec;
+mod dialer;
+mod driver;
+mod peers;
+mod transport;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, Multiaddr};
+use rand::SeedableRng;
+use statemesh_protocol::replica::{Replica, ReplicaConfig};
+use statemesh_protocol::wire::WireLimits;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::node::Node;
+use behaviour::BehaviourSettings;
+use dialer::Dialer;
+use driver::{Driver, DriverParts};
+
+/// Gossip topic shared by every node of a cluster (the pre-shared key separates clusters).
+const GOSSIP_TOPIC: &str = "statemesh/changes/1";
+/// How long `start` waits for its listeners to bind.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// An anti-entropy request unanswered for this long is given up (and retried later).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Records per anti-entropy page.
+const PAGE_RECORDS: u32 = 512;
+/// Received records held out of order at most (beyond them, anti-entropy refetches).
+const HELD_RECORDS_MAX: usize = 100_000;
+/// Documents per state-transfer page (also bounded by bytes).
+const PAGE_DOCS: u32 = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot listen on {address}: {reason}")]
+    Listen { address: String, reason: String },
+}
+
+/// The running replication layer.
+pub struct Network {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl Network {
+    /// Starts listening, dials the bootstrap peers and runs replication for `node` until
+    /// [`Network::shutdown`].
+    pub async fn start(node: Node, config: &Config) -> Result<Self, NetError> {
+        let p2p = &config.p2p;
+        let psk = admission::load_psk(&config.security).map_err(NetError::Setup)?;
+        let allowlist = admission::Allowlist::from_config(&config.security).map_err(NetError::Setup)?;
+        let max_message_bytes = usize::try_from(p2p.max_message_bytes).unwrap_or(usize::MAX);
+        // A single record can be as large as the largest request body; a sync response must
+        // still be able to carry it.
+        let max_body = usize::try_from(config.api.max_body_bytes).unwrap_or(usize::MAX);
+        let sync_message_bytes = max_message_bytes.max(max_body.saturating_mul(2).saturating_add(1 << 20));
+        let settings = BehaviourSettings {
+            allowed: allowlist.peers(),
+            max_connections: p2p.max_connections,
+            max_message_bytes,
+            sync_message_bytes,
+            sync_timeout: SYNC_TIMEOUT,
+            mdns: p2p.mdns,
+        };
+        let mut swarm = transport::build_swarm(node.identity().keypair().clone(), psk, &settings, p2p.idle_timeout)
+            .map_err(NetError::Setup)?;
+        let topic = gossipsub::IdentTopic::new(GOSSIP_TOPIC);
+        swarm
+            .behaviour_mut()
+            .gossip
+            .subscribe(&topic)
+            .map_err(|e| NetError::Setup(format!("gossip subscription: {e}")))?;
+        let listen_addrs = listen(&mut swarm, &p2p.listen).await?;
+        let bootstrap = p2p
+            .bootstrap
+            .iter()
+            .map(|a| a.parse::<Multiaddr>().map_err(|e| NetError::Setup(format!("p2p.bootstrap `{a}`: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let replica = Replica::new(
+            node.node_id().clone(),
+            node.version_vector(),
+            ReplicaConfig {
+                anti_entropy_interval_ms: i64::try_from(p2p.anti_entropy_interval.as_millis()).unwrap_or(i64::MAX),
+                sync_timeout_ms: i64::try_from(SYNC_TIMEOUT.as_millis()).unwrap_or(i64::MAX),
+                page_records: PAGE_RECORDS,
+                held_records_max: HELD_RECORDS_MAX,
+                page_docs: PAGE_DOCS,
+            },
+        );
+        let driver = Driver::new(DriverParts {
+            node: node.clone(),
+            swarm,
+            replica,
+            rng: rand::rngs::StdRng::from_entropy(),
+            topic,
+            wire_limits: WireLimits { message_bytes_max: sync_message_bytes },
+            page_bytes: max_message_bytes / 2,
+            gossip_window: p2p.gossip_batch_window,
+            dialer: Dialer::new(bootstrap, p2p.reconnect_backoff_max, Instant::now()),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(driver.run(stopped));
+        tracing::info!(peer_id = %node.node_id(), addresses = ?listen_addrs, "replication started");
+        Ok(Self { stop, task, listen_addrs })
+    }
+
+    /// The addresses actually bound (port 0 resolved), each ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// Stops replication and closes every connection.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Binds every configured address and waits until each reports where it listens.
+async fn listen(
+    swarm: &mut libp2p::Swarm<behaviour::Behaviour>,
+    addresses: &[String],
+) -> Result<Vec<Multiaddr>, NetError> {
+    let local = *swarm.local_peer_id();
+    let mut pending = 0;
+    for address in addresses {
+        let addr: Multiaddr = address
+            .parse()
+            .map_err(|e| NetError::Listen { address: address.clone(), reason: format!("not a multiaddr: {e}") })?;
+        swarm.listen_on(addr).map_err(|e| NetError::Listen { address: address.clone(), reason: e.to_string() })?;
+        pending += 1;
+    }
+    let mut bound = Vec::new();
+    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+    while bound.len() < pending {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some()).await.map_err(|_| {
+            NetError::Listen { address: addresses.join(", "), reason: "timed out waiting to listen".to_string() }
+        })?;
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                bound.push(address.with_p2p(local).unwrap_or_else(|addr| addr));
+            }
+            SwarmEvent::ListenerError { error, .. } | SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
+                return Err(NetError::Listen { address: addresses.join(", "), reason: error.to_string() });
+            }
+            _ => {}
+        }
+    }
+    Ok(bound)
+}

@@ -1,0 +1,50 @@
+//! What the replication layer reports back into the node: the version vector it has made
+//! durable for other origins, and the peers it is connected to. The node only shows these
+//! (status, metrics); it does not depend on how replication is carried out.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use statemesh_protocol::{ChangeRecord, VersionVector};
+use tokio::sync::broadcast;
+
+use super::Node;
+
+/// One connected peer, as `GET /v1/peers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerInfo {
+    pub id: String,
+    /// The remote address of the connection, as a multiaddr.
+    pub address: String,
+    pub connected_since_ms: i64,
+    /// When the last anti-entropy exchange with this peer completed (`None`: not yet).
+    pub last_anti_entropy_ms: Option<i64>,
+    /// Changes the peer was last seen to hold that this node lacks (from its version vector).
+    pub changes_we_lack: u64,
+    /// Changes this node holds that the peer lacked when it last asked.
+    pub changes_they_lack: u64,
+}
+
+impl Node {
+    /// This node's own change records, in seq order, as they become durable.
+    pub fn subscribe_local_records(&self) -> broadcast::Receiver<Arc<ChangeRecord>> {
+        self.inner.sequencer.subscribe_local_records()
+    }
+
+    /// Records what replication has made durable from other origins.
+    pub fn set_replicated_vv(&self, vv: &VersionVector) {
+        let me = self.node_id();
+        let mut remote = self.inner.remote_vv.lock();
+        for (origin, seq) in vv.iter().filter(|(origin, _)| *origin != me) {
+            remote.advance(origin, seq);
+        }
+    }
+
+    pub fn set_peers(&self, peers: Vec<PeerInfo>) {
+        *self.inner.peers.lock() = peers;
+    }
+
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.inner.peers.lock().clone()
+    }
+}

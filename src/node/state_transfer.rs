@@ -1,0 +1,163 @@
+//! Whole-document state transfer, for a peer whose position is behind the oldest change a
+//! log still holds: serving pages of whole documents, and merging them.
+//!
+//! Merging is Automerge's own merge, so it is safe whatever the receiver already has. The
+//! changes it brings have no log record here (the log that carried them is gone), so this
+//! node cannot serve them to others by log range either: a peer even further behind is sent
+//! whole documents in turn. Each merged document gets a feed event whose change is
+//! `(peer, 0)` and kind `automerge`: "state received from that peer".
+
+use std::sync::Arc;
+
+use statemesh_protocol::wire::DocState;
+use statemesh_protocol::{ChangeId, ChangeKind, DocKey, NodeId, VersionVector};
+
+use super::committer::PendingWrite;
+use super::feed_event::FeedEvent;
+use super::{vv_key, DocMeta, Node, NodeError};
+use crate::clock::now_ms;
+use crate::storage::{key_after, BatchOp, Family, StorageError, WriteBatch};
+
+/// One page of documents for a peer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DocsPage {
+    pub docs: Vec<DocState>,
+    pub next: Option<DocKey>,
+    /// This node's version vector, taken before the documents were read.
+    pub vv: VersionVector,
+}
+
+impl Node {
+    /// Up to `max_docs` stored documents after `after`, in key order, about `max_bytes` in all.
+    pub async fn read_docs(
+        &self,
+        after: Option<DocKey>,
+        max_docs: u32,
+        max_bytes: usize,
+    ) -> Result<DocsPage, NodeError> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.read_docs_blocking(after.as_ref(), max_docs as usize, max_bytes))
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?
+            .map_err(NodeError::from)
+    }
+
+    fn read_docs_blocking(
+        &self,
+        after: Option<&DocKey>,
+        max_docs: usize,
+        max_bytes: usize,
+    ) -> Result<DocsPage, StorageError> {
+        // Taken first: every change it covers is already in the stored documents.
+        let vv = self.version_vector();
+        let start = after.map(|key| key_after(&key.to_storage_key())).unwrap_or_default();
+        let entries = self.inner.storage.scan(Family::Docs, &[], &start, max_docs.max(1) + 1)?;
+        let mut page = DocsPage { vv, ..DocsPage::default() };
+        let mut bytes = 0;
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let doc = DocKey::from_storage_key(key).ok_or_else(|| StorageError::Corrupt("document key".to_string()))?;
+            let full = i >= max_docs.max(1) || (!page.docs.is_empty() && bytes + value.len() > max_bytes);
+            if full {
+                page.next = page.docs.last().map(|d| d.doc.clone());
+                break;
+            }
+            bytes += value.len();
+            page.docs.push(DocState { doc, automerge: value.clone() });
+        }
+        Ok(page)
+    }
+
+    /// Merges whole documents received from `from` and waits until they are durable; on the
+    /// last page of a transfer, also stores the version vector it completes.
+    pub async fn merge_docs(
+        &self,
+        from: NodeId,
+        docs: Vec<DocState>,
+        complete: Option<VersionVector>,
+    ) -> Result<(), NodeError> {
+        let node = self.clone();
+        let wait_for = tokio::task::spawn_blocking(move || node.merge_docs_blocking(&from, docs))
+            .await
+            .map_err(|_| NodeError::ShuttingDown)??;
+        self.inner.sequencer.wait_durable(wait_for).await?;
+        if let Some(vv) = complete {
+            self.store_remote_vv(&vv).await?;
+        }
+        Ok(())
+    }
+
+    fn merge_docs_blocking(&self, from: &NodeId, docs: Vec<DocState>) -> Result<u64, NodeError> {
+        let inner = &self.inner;
+        let mut wait_for = 0;
+        for DocState { doc: key, automerge } in docs {
+            let handle = inner.cache.entry(&key, inner.sequencer.durable().pos);
+            let mut guard = handle.lock();
+            let entry = &mut *guard;
+            self.ensure_loaded(&key, entry)?;
+            let Some(doc) = entry.doc.as_mut() else { continue };
+            let existed = doc.exists();
+            let changes = doc.merge_bytes(&automerge)?;
+            if changes.is_empty() {
+                continue;
+            }
+            let version = doc.version();
+            let exists = doc.exists();
+            let now = now_ms();
+            let meta = DocMeta::new(exists, &version, now, doc.change_count() as u64);
+            entry.json_bytes_bound = None;
+            let mut ops = self.document_ops(&key, entry, &changes);
+            ops.push(BatchOp::Put { family: Family::DocMeta, key: key.to_storage_key(), value: meta.encode() });
+            let submitted = inner.sequencer.submit(0, 1, |numbers| {
+                let event = Arc::new(FeedEvent {
+                    pos: numbers.first_pos,
+                    change: ChangeId { origin: from.clone(), seq: 0 },
+                    doc: key.clone(),
+                    kind: ChangeKind::Automerge,
+                    time_ms: now,
+                    version: version.to_string(),
+                    exists,
+                });
+                if inner.history_enabled {
+                    ops.push(BatchOp::Put {
+                        family: Family::Feed,
+                        key: super::feed_event::feed_key(event.pos),
+                        value: event.encode(),
+                    });
+                }
+                PendingWrite {
+                    ops,
+                    doc_count_delta: i64::from(exists) - i64::from(existed),
+                    events: vec![event],
+                    local_records: Vec::new(),
+                }
+            });
+            match submitted {
+                Ok(pos) => {
+                    entry.last_pos = pos;
+                    entry.remember_version(pos, version);
+                    wait_for = pos;
+                }
+                Err(error) => {
+                    entry.doc = None;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(wait_for)
+    }
+
+    /// Stores other origins' version-vector entries directly (they only ever grow, so
+    /// racing with a batch that carries an older value costs at most a repeated transfer
+    /// after a restart), then shows them.
+    async fn store_remote_vv(&self, vv: &VersionVector) -> Result<(), NodeError> {
+        let me = self.node_id().clone();
+        let mut batch = WriteBatch::new();
+        for (origin, seq) in vv.iter().filter(|(origin, _)| *origin != &me) {
+            batch.put(Family::Meta, vv_key(origin), seq.to_be_bytes().to_vec());
+        }
+        let storage = self.inner.storage.clone();
+        tokio::task::spawn_blocking(move || storage.write(batch)).await.map_err(|_| NodeError::ShuttingDown)??;
+        self.set_replicated_vv(vv);
+        Ok(())
+    }
+}

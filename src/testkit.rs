@@ -1,0 +1,134 @@
+//! Helpers for the integration tests and benchmarks: in-process replicating nodes on real
+//! loopback sockets, and convergence checks. Not part of the node itself.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use statemesh_protocol::{DocId, DocKey, Namespace, VersionVector};
+
+use crate::config::{Config, StorageType};
+use crate::net::Network;
+use crate::node::{Node, Precondition};
+
+/// A node with its replication layer (which can be stopped and restarted to cut it off).
+pub struct Member {
+    pub node: Node,
+    pub config: Config,
+    net: Option<Network>,
+    /// Where it last listened, so a reconnect comes back on the same ports and peers that
+    /// knew it find it again.
+    last_listen: Vec<String>,
+}
+
+impl Member {
+    /// Opens a node from `config` (not yet replicating).
+    pub fn open(config: Config) -> Self {
+        let node = Node::open(&config).expect("node opens");
+        Self { node, config, net: None, last_listen: Vec::new() }
+    }
+
+    /// Starts replication, bootstrapping from `peers`' listen addresses.
+    pub async fn connect(&mut self, peers: &[String]) {
+        assert!(self.net.is_none(), "already replicating");
+        let mut config = self.config.clone();
+        config.p2p.bootstrap = peers.to_vec();
+        if !self.last_listen.is_empty() {
+            config.p2p.listen = self.last_listen.clone();
+        }
+        let net = Network::start(self.node.clone(), &config).await.expect("replication starts");
+        self.last_listen = net
+            .listen_addrs()
+            .iter()
+            .map(|a| a.to_string().split("/p2p/").next().unwrap_or_default().to_string())
+            .collect();
+        self.net = Some(net);
+    }
+
+    /// Stops replication: the node keeps serving locally, cut off from its peers.
+    pub async fn disconnect(&mut self) {
+        if let Some(net) = self.net.take() {
+            net.shutdown().await;
+        }
+    }
+
+    /// Where peers can reach this node (empty when not replicating).
+    pub fn addrs(&self) -> Vec<String> {
+        self.net.as_ref().map(|n| n.listen_addrs().iter().map(ToString::to_string).collect()).unwrap_or_default()
+    }
+
+    /// Stops replication and the node (for a restart from the same data directory).
+    pub async fn stop(mut self) -> Config {
+        self.disconnect().await;
+        self.node.shutdown().await.expect("clean shutdown");
+        self.config
+    }
+}
+
+/// A configuration for one test node: loopback only, no LAN discovery, fast anti-entropy.
+pub fn member_config(data_dir: Option<&Path>) -> Config {
+    let mut config = Config::default();
+    match data_dir {
+        Some(dir) => config.node.data_dir = dir.to_path_buf(),
+        None => config.storage.kind = StorageType::Memory,
+    }
+    config.p2p.listen = vec!["/ip4/127.0.0.1/tcp/0".to_string()];
+    config.p2p.mdns = false;
+    config.p2p.anti_entropy_interval = Duration::from_millis(200);
+    config.p2p.reconnect_backoff_max = Duration::from_secs(1);
+    config
+}
+
+/// Starts `count` in-memory members, each bootstrapping from the first.
+pub async fn memory_cluster(count: usize) -> Vec<Member> {
+    let mut members: Vec<Member> = (0..count).map(|_| Member::open(member_config(None))).collect();
+    members[0].connect(&[]).await;
+    let seed = members[0].addrs();
+    for member in members.iter_mut().skip(1) {
+        member.connect(&seed).await;
+    }
+    members
+}
+
+pub fn key(namespace: &str, id: &str) -> DocKey {
+    DocKey::new(Namespace::new(namespace).expect("namespace"), DocId::new(id).expect("doc id"))
+}
+
+pub async fn patch(node: &Node, key: &DocKey, patch: Value) {
+    node.patch(key, &patch, &Precondition::None).await.expect("patch");
+}
+
+/// Polls `check` every 50 ms until it holds; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether every node holds the same version vector.
+pub fn same_version_vectors(nodes: &[&Node]) -> bool {
+    let first: VersionVector = nodes[0].version_vector();
+    nodes.iter().all(|n| n.version_vector() == first)
+}
+
+/// Asserts every node has identical heads and JSON for each of `keys`.
+pub async fn assert_identical(nodes: &[&Node], keys: &[DocKey]) {
+    for key in keys {
+        let first = nodes[0].get(key).await.expect("document on the first node");
+        for (i, node) in nodes.iter().enumerate().skip(1) {
+            let other = node.get(key).await.unwrap_or_else(|e| panic!("{key} on node {i}: {e}"));
+            assert_eq!(other.version, first.version, "{key}: heads differ on node {i}");
+            assert_eq!(other.json, first.json, "{key}: JSON differs on node {i}");
+        }
+    }
+}

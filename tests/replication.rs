@@ -170,3 +170,34 @@ async fn a_peer_missing_from_the_allowlist_is_refused() {
     stranger.connect(&seed).await;
     assert_isolated(&origin, &witness, &stranger).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_behind_a_pruned_log_receives_whole_documents_and_converges() {
+    let mut config = member_config(None);
+    config.history.max_size = 20;
+    let mut origin = Member::open(config);
+    let keys = docs("t", 10);
+    for i in 0..200 {
+        patch(&origin.node, &keys[i % keys.len()], json!({ format!("f{i}"): i })).await;
+    }
+    // Retention keeps only the newest 20 records of the origin's log.
+    eventually(CONVERGE, "the origin's log is pruned", || async {
+        let page = origin.node.read_log(Default::default(), 10, 1 << 20).await.expect("read log");
+        !page.floors.is_empty()
+    })
+    .await;
+    origin.connect(&[]).await;
+    let mut late = Member::open(member_config(None));
+    late.connect(&origin.addrs()).await;
+    eventually(CONVERGE, "the late node converges", || async {
+        same_version_vectors(&[&origin.node, &late.node])
+    })
+    .await;
+    assert_identical(&[&origin.node, &late.node], &keys).await;
+    // Writes after the transfer flow by log range again.
+    patch(&origin.node, &keys[0], json!({"after": true})).await;
+    eventually(CONVERGE, "a later write arrives", || async {
+        late.node.get(&keys[0]).await.is_ok_and(|d| d.json.get("after").is_some())
+    })
+    .await;
+}

@@ -11,7 +11,7 @@
 //! - heal: 4 nodes split 2 | 2; each half makes `BENCH_HEAL_CHANGES` (default 10,000)
 //!   changes to 1,000 shared documents; then the halves reconnect. Time until all version
 //!   vectors agree, and bytes sent during the heal against the zstd-compressed size of what
-//!   each node lacked.
+//!   each node lacked (one frame per side, or pages of `BENCH_BASELINE_PAGE` records).
 //! - idle: 5 nodes converged on `BENCH_IDLE_DOCS` (default 100,000) documents; bytes per
 //!   second each node sends over 10 idle seconds.
 //! - catchup: a node offline while `BENCH_CATCHUP_CHANGES` (default 100,000) changes are
@@ -191,8 +191,9 @@ async fn latency() {
 async fn compressed_missing(node: &Node, have: &VersionVector) -> usize {
     let mut have = have.clone();
     let mut total = 0;
+    let page_records = env_or("BENCH_BASELINE_PAGE", 100_000) as u32;
     loop {
-        let page = node.read_log(have.clone(), 100_000, usize::MAX).await.expect("read log");
+        let page = node.read_log(have.clone(), page_records, usize::MAX).await.expect("read log");
         if page.records.is_empty() {
             return total;
         }

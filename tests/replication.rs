@@ -189,10 +189,8 @@ async fn a_node_behind_a_pruned_log_receives_whole_documents_and_converges() {
     origin.connect(&[]).await;
     let mut late = Member::open(member_config(None));
     late.connect(&origin.addrs()).await;
-    eventually(CONVERGE, "the late node converges", || async {
-        same_version_vectors(&[&origin.node, &late.node])
-    })
-    .await;
+    eventually(CONVERGE, "the late node converges", || async { same_version_vectors(&[&origin.node, &late.node]) })
+        .await;
     assert_identical(&[&origin.node, &late.node], &keys).await;
     // Writes after the transfer flow by log range again.
     patch(&origin.node, &keys[0], json!({"after": true})).await;

@@ -39,7 +39,7 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// An anti-entropy request unanswered for this long is given up (and retried later).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Records per anti-entropy page.
-const PAGE_RECORDS: u32 = 2048;
+const PAGE_RECORDS: u32 = 8192;
 /// Received records held out of order at most (beyond them, anti-entropy refetches).
 const HELD_RECORDS_MAX: usize = 100_000;
 /// Documents per state-transfer page (also bounded by bytes).

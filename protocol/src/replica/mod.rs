@@ -278,13 +278,15 @@ impl Replica {
             // Abandoned; the next page with a floor starts a new one.
             self.transfer = None;
         }
+        // One pull at a time: while a page is in flight or being stored, another peer asked
+        // with the same version vector would send the same records again.
+        let pulling = self.peers.values().any(|p| p.sync != SyncState::Idle);
         if now_ms >= self.next_anti_entropy_ms {
             self.next_anti_entropy_ms = now_ms + self.config.anti_entropy_interval_ms;
-            let idle: Vec<NodeId> =
-                self.peers.iter().filter(|(_, p)| p.sync == SyncState::Idle).map(|(id, _)| id.clone()).collect();
-            if !idle.is_empty() {
-                let pick = (rng.next_u64() % idle.len() as u64) as usize;
-                self.request_sync(&idle[pick], now_ms, effects);
+            if !pulling && !self.peers.is_empty() {
+                let peers: Vec<NodeId> = self.peers.keys().cloned().collect();
+                let pick = (rng.next_u64() % peers.len() as u64) as usize;
+                self.request_sync(&peers[pick], now_ms, effects);
             }
         }
         effects.push(Effect::SetTimer { at_ms: self.next_anti_entropy_ms });

@@ -132,3 +132,52 @@ pub async fn assert_identical(nodes: &[&Node], keys: &[DocKey]) {
         }
     }
 }
+
+/// Sends each payload as an anti-entropy request to `target` (a multiaddr ending in
+/// `/p2p/<peer id>`) from a throwaway identity, one after another, and returns each outcome:
+/// the response bytes, or why there was none. For testing how a node treats bad input.
+pub async fn send_raw_requests(target: &str, payloads: Vec<Vec<u8>>) -> Vec<Result<Vec<u8>, String>> {
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+
+    use crate::net::codec::{EnvelopeCodec, SYNC_PROTOCOL};
+
+    let addr: libp2p::Multiaddr = target.parse().expect("target multiaddr");
+    let Some(Protocol::P2p(peer)) = addr.iter().last() else { panic!("target has no /p2p/ peer id") };
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .expect("transport")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                EnvelopeCodec::new(64 << 20),
+                [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            )
+        })
+        .expect("behaviour")
+        .build();
+    swarm.dial(addr).expect("dial");
+    let mut outcomes = Vec::new();
+    for payload in payloads {
+        swarm.behaviour_mut().send_request(&peer, payload);
+        let outcome = loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), swarm.select_next_some()).await;
+            match event {
+                Err(_) => break Err("no answer within 10 s".to_string()),
+                Ok(SwarmEvent::Behaviour(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                })) => break Ok(response),
+                Ok(SwarmEvent::Behaviour(request_response::Event::OutboundFailure { error, .. })) => {
+                    break Err(error.to_string())
+                }
+                Ok(_) => {}
+            }
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
+}

@@ -6,9 +6,11 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::json;
 use statemesh::node::{Node, NodeError};
+use statemesh::protocol::wire::{self, Gossip, Message, SyncRequest};
 use statemesh::protocol::DocKey;
 use statemesh::testkit::{
-    assert_identical, eventually, key, member_config, memory_cluster, patch, same_version_vectors, Member,
+    assert_identical, eventually, key, member_config, memory_cluster, patch, same_version_vectors, send_raw_requests,
+    Member,
 };
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -198,4 +200,34 @@ async fn a_node_behind_a_pruned_log_receives_whole_documents_and_converges() {
         late.node.get(&keys[0]).await.is_ok_and(|d| d.json.get("after").is_some())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_messages_are_refused_counted_and_a_repeat_offender_is_cut_off() {
+    let mut members = memory_cluster(2).await;
+    let target = members[0].addrs()[0].clone();
+    let before = members[0].node.metrics().p2p_rejected.get();
+
+    // A well-formed request is answered.
+    let valid = wire::encode(&Message::SyncRequest(SyncRequest { have: Default::default(), max_records: 10 }));
+    let answered = send_raw_requests(&target, vec![valid]).await;
+    assert!(matches!(&answered[..], [Ok(bytes)] if wire::decode(bytes, &Default::default()).is_ok()));
+
+    // Garbage, a wrong wire version, and a message of the wrong kind: none is answered, each
+    // is counted, and after enough of them the sender is disconnected and refused.
+    let mut wrong_version = wire::encode(&Message::Gossip(Gossip { records: Vec::new() }));
+    wrong_version[2] = 99;
+    let wrong_kind = wire::encode(&Message::Gossip(Gossip { records: Vec::new() }));
+    let mut bad: Vec<Vec<u8>> = vec![b"not a statemesh message".to_vec(), wrong_version, wrong_kind];
+    bad.extend((0..20).map(|i| vec![i as u8; 64]));
+    let outcomes = send_raw_requests(&target, bad).await;
+    assert!(outcomes.iter().all(Result::is_err), "an invalid request was answered: {outcomes:?}");
+    let rejected = members[0].node.metrics().p2p_rejected.get() - before;
+    assert!(rejected >= 17, "only {rejected} refusals counted");
+
+    // The node is unharmed: it still replicates with its legitimate peer.
+    let doc = key("shared", "after-attack");
+    patch(&members[0].node, &doc, json!({"ok": true})).await;
+    eventually(CONVERGE, "replication continues", || async { members[1].node.get(&doc).await.is_ok() }).await;
+    members[1].disconnect().await;
 }

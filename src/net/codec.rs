@@ -33,6 +33,10 @@ impl EnvelopeCodec {
                 format!("message exceeds the limit of {} bytes", self.limit),
             ));
         }
+        if bytes.is_empty() {
+            // The other side closed without answering (e.g. it refused the request).
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the stream closed without a message"));
+        }
         Ok(bytes)
     }
 

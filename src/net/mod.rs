@@ -9,7 +9,7 @@
 
 mod admission;
 mod behaviour;
-mod codec;
+pub(crate) mod codec;
 mod dialer;
 mod driver;
 mod peers;

@@ -547,3 +547,39 @@ async fn concurrent_clients_on_one_register_are_linearizable() {
     })
     .await;
 }
+
+/// Builds fresh log stores and state machines for openraft's own storage test suite.
+struct SuiteBuilder {
+    make: Box<dyn Fn() -> Arc<dyn Storage> + Send + Sync>,
+}
+
+impl openraft::testing::StoreBuilder<types::TypeConfig, log_store::LogStore, state_machine::StateMachine>
+    for SuiteBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<((), log_store::LogStore, state_machine::StateMachine), types::OpenraftStorageError> {
+        let storage = (self.make)();
+        let io = |e: StorageError| types::OpenraftStorageError::from(openraft::StorageIOError::read(&e));
+        let log = log_store::LogStore::open(storage.clone()).map_err(io)?;
+        let machine = state_machine::StateMachine::open(storage.clone(), Arc::new(KvApplier::new(storage))).map_err(io)?;
+        Ok(((), log, machine))
+    }
+}
+
+#[test]
+fn the_log_store_and_state_machine_pass_openraft_storage_suite() {
+    // Memory storage, then RocksDB: the same rules must hold on both backends.
+    openraft::testing::Suite::test_all(SuiteBuilder { make: Box::new(|| Arc::new(MemoryStorage::new())) })
+        .expect("memory storage passes");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_path_buf();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    openraft::testing::Suite::test_all(SuiteBuilder {
+        make: Box::new(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            open_rocks(&root.join(n.to_string()))
+        }),
+    })
+    .expect("rocksdb storage passes");
+}

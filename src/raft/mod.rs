@@ -25,6 +25,7 @@ mod kv_applier;
 mod log_store;
 mod loopback;
 mod network;
+mod runtime;
 mod state_machine;
 mod types;
 
@@ -44,6 +45,7 @@ pub use config::{RaftConfigError, RaftSettings};
 pub use kv_applier::{KvApplier, KvOp, KvOutcome, Register, KV_COMMAND_KIND};
 pub use loopback::{LoopbackNet, LoopbackTransport};
 pub use network::{RaftTransport, TransportError};
+pub use runtime::seed_election_timeouts;
 pub use state_machine::{Applier, ApplyEntry, ApplyError};
 pub use types::{raft_node_id, Command, CommandResult, LogPosition, NodeInfo, RaftNodeId};
 

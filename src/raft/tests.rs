@@ -177,6 +177,22 @@ async fn three_voters_elect_a_leader_and_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_voter_is_its_own_quorum() {
+    bounded(async {
+        let cluster = Cluster::voters_in_memory(1, settings()).await;
+        assert_eq!(cluster.leader().await, 0);
+        let (position, outcome) = cluster.kv(0, put("solo", "1")).await.expect("committed");
+        assert_eq!(outcome, KvOutcome::Written { version: position.index });
+        let read = cluster.node(0).path.read_index().await.expect("read index").expect("non-empty log");
+        assert!(read.index >= position.index);
+        // Forming it again changes nothing.
+        let again = cluster.node(0).path.initialize(vec![info(0)]).await.expect("initialize");
+        assert_eq!(again, Initialized::AlreadyFormed);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_catches_up_from_a_snapshot_and_is_promoted() {
     bounded(async {
         let settings = RaftSettings { snapshot_logs_since_last: 10, logs_kept_after_snapshot: 0, ..settings() };
@@ -562,7 +578,8 @@ impl openraft::testing::StoreBuilder<types::TypeConfig, log_store::LogStore, sta
         let storage = (self.make)();
         let io = |e: StorageError| types::OpenraftStorageError::from(openraft::StorageIOError::read(&e));
         let log = log_store::LogStore::open(storage.clone()).map_err(io)?;
-        let machine = state_machine::StateMachine::open(storage.clone(), Arc::new(KvApplier::new(storage))).map_err(io)?;
+        let machine =
+            state_machine::StateMachine::open(storage.clone(), Arc::new(KvApplier::new(storage))).map_err(io)?;
         Ok(((), log, machine))
     }
 }

@@ -84,7 +84,7 @@ openraft::declare_raft_types!(
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = super::runtime::StrongRuntime,
 );
 
 pub(crate) type Raft = openraft::Raft<TypeConfig>;

@@ -193,6 +193,24 @@ async fn a_single_voter_is_its_own_quorum() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misaddressed_and_garbled_messages_are_refused() {
+    bounded(async {
+        let cluster = Cluster::voters_in_memory(1, settings()).await;
+        let node = &cluster.node(0).path;
+        let refused = |reply: Vec<u8>| {
+            matches!(network::decode::<network::RaftReply>(&reply, 1 << 20), Ok(network::RaftReply::Refused(_)))
+        };
+        let elsewhere = network::encode(&network::Envelope { target: node.id() ^ 1, rpc: network::RaftRpc::ReadIndex });
+        assert!(refused(node.handle_rpc(&elsewhere).await), "a message for another node");
+        assert!(refused(node.handle_rpc(b"\x01garbage").await), "an undecodable message");
+        assert!(refused(node.handle_rpc(&[]).await), "an empty message");
+        let mine = network::encode(&network::Envelope { target: node.id(), rpc: network::RaftRpc::ReadIndex });
+        assert!(!refused(node.handle_rpc(&mine).await), "a message for this node is answered");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_catches_up_from_a_snapshot_and_is_promoted() {
     bounded(async {
         let settings = RaftSettings { snapshot_logs_since_last: 10, logs_kept_after_snapshot: 0, ..settings() };

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod raft;
 pub mod snapshot;
 pub mod storage;
 #[doc(hidden)]

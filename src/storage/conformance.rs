@@ -7,6 +7,7 @@ pub fn run_all(make: &dyn Fn() -> Box<dyn Storage>) {
     put_get_delete(make().as_ref());
     appends_concatenate_in_order(make().as_ref());
     families_are_separate(make().as_ref());
+    every_family_holds_its_own_keys(make().as_ref());
     scan_respects_prefix_start_and_limit(make().as_ref());
     a_batch_applies_in_order(make().as_ref());
     a_consistent_visit_sees_one_point_in_time(make().as_ref());
@@ -51,6 +52,19 @@ fn families_are_separate(store: &dyn Storage) {
     store.write(batch(|b| b.put(Family::DocMeta, b"k".to_vec(), b"m".to_vec()))).expect("write");
     assert_eq!(store.get(Family::ChangeLog, b"k").expect("get"), None);
     assert_eq!(store.get(Family::DocMeta, b"k").expect("get"), Some(b"m".to_vec()));
+}
+
+fn every_family_holds_its_own_keys(store: &dyn Storage) {
+    store
+        .write(batch(|b| {
+            for family in Family::ALL {
+                b.put(family, b"same-key".to_vec(), family.name().as_bytes().to_vec());
+            }
+        }))
+        .expect("write");
+    for family in Family::ALL {
+        assert_eq!(store.get(family, b"same-key").expect("get"), Some(family.name().as_bytes().to_vec()));
+    }
 }
 
 fn scan_respects_prefix_start_and_limit(store: &dyn Storage) {

@@ -33,11 +33,24 @@ pub enum Family {
     /// `namespace NUL doc_id NUL change hash` → which logged change (origin, seq) and feed
     /// position introduced an Automerge change, for history listings.
     DocChanges,
+    /// `index(be)` → encoded Raft log entry: the strong path's replicated log (`src/raft`).
+    RaftLog,
+    /// The strong path's small records: vote, committed and purged log ids, last applied log
+    /// id and membership, and the current state-machine snapshot.
+    RaftMeta,
 }
 
 impl Family {
-    pub const ALL: [Family; 6] =
-        [Family::Docs, Family::DocMeta, Family::ChangeLog, Family::Meta, Family::Feed, Family::DocChanges];
+    pub const ALL: [Family; 8] = [
+        Family::Docs,
+        Family::DocMeta,
+        Family::ChangeLog,
+        Family::Meta,
+        Family::Feed,
+        Family::DocChanges,
+        Family::RaftLog,
+        Family::RaftMeta,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +60,8 @@ impl Family {
             Family::Meta => "meta",
             Family::Feed => "feed",
             Family::DocChanges => "doc_changes",
+            Family::RaftLog => "raft_log",
+            Family::RaftMeta => "raft_meta",
         }
     }
 }

@@ -53,6 +53,11 @@ impl Member {
         }
     }
 
+    /// The running replication layer, if any.
+    pub fn network(&self) -> Option<&Network> {
+        self.net.as_ref()
+    }
+
     /// Where peers can reach this node (empty when not replicating).
     pub fn addrs(&self) -> Vec<String> {
         self.net.as_ref().map(|n| n.listen_addrs().iter().map(ToString::to_string).collect()).unwrap_or_default()

@@ -6,6 +6,7 @@
 //! - `identify`, `ping`: who the peer is and whether the connection is alive.
 //! - `gossip`: gossipsub, one topic per cluster, for the low-latency push of new changes.
 //! - `sync`: request-response for anti-entropy pages.
+//! - `raft`: request-response for the strong path's Raft RPCs.
 //! - `mdns`: discovery on the local network (optional).
 
 use std::time::Duration;
@@ -17,6 +18,10 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{connection_limits, gossipsub, identify, mdns, ping, request_response};
 
 use super::codec::{EnvelopeCodec, SYNC_PROTOCOL};
+use super::raft_transport::RAFT_PROTOCOL;
+
+/// Raft calls carry their own, shorter timeouts; this only reclaims abandoned streams.
+const RAFT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 const IDENTIFY_PROTOCOL: &str = "/statemesh/id/1";
 
@@ -29,6 +34,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub gossip: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<EnvelopeCodec>,
+    pub raft: request_response::Behaviour<EnvelopeCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -74,6 +80,11 @@ impl Behaviour {
             [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(settings.sync_timeout),
         );
+        let raft = request_response::Behaviour::with_codec(
+            EnvelopeCodec::new(settings.sync_message_bytes),
+            [(RAFT_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(RAFT_STREAM_TIMEOUT),
+        );
         let mdns = if settings.mdns {
             Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| format!("mdns: {e}"))?)
         } else {
@@ -87,6 +98,7 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new()),
             gossip,
             sync,
+            raft,
             mdns: mdns.into(),
         })
     }

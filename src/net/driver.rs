@@ -21,20 +21,24 @@ use rand::rngs::StdRng;
 use statemesh_protocol::replica::{Effect, Input, Replica};
 use statemesh_protocol::wire::{self, Gossip, Message, WireLimits};
 use statemesh_protocol::{ChangeId, ChangeRecord, NodeId, VersionVector};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::admission::Offenders;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::dialer::Dialer;
 use super::peers::PeerTable;
+use super::raft_transport::{transport_error, HandlerSlot, NetCommand};
 use crate::metrics::Metrics;
 use crate::node::{DocsPage, LogPage, Node, NodeError, RemoteApply};
+use crate::raft::TransportError;
 
 /// Housekeeping (redials, bans, the status view) runs at least this often.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
 /// Anti-entropy requests from one peer waiting for their page; more are refused.
 const PENDING_RESPONSES_PER_PEER_MAX: usize = 4;
 const COMPLETIONS_CAPACITY: usize = 256;
+/// Inbound Raft requests handled at once.
+const RAFT_INFLIGHT_MAX: usize = 256;
 
 /// Storage work finished on a blocking thread.
 enum Completion {
@@ -42,6 +46,7 @@ enum Completion {
     LogRead { peer: NodeId, result: Result<LogPage, NodeError> },
     DocsRead { peer: NodeId, result: Result<DocsPage, NodeError> },
     DocsMerged { peer: NodeId, result: Result<(), NodeError> },
+    RaftAnswered { channel: ResponseChannel<Vec<u8>>, response: Vec<u8> },
 }
 
 /// Which kind of request an inbound stream carried, so each response goes back on a stream
@@ -62,6 +67,8 @@ pub struct DriverParts {
     pub page_bytes: usize,
     pub gossip_window: Duration,
     pub dialer: Dialer,
+    pub commands: mpsc::Receiver<NetCommand>,
+    pub raft_handler: HandlerSlot,
 }
 
 pub struct Driver {
@@ -88,6 +95,11 @@ pub struct Driver {
     gossip_window: Duration,
     gossip_due: Option<Instant>,
     replica_timer: Instant,
+    commands: mpsc::Receiver<NetCommand>,
+    raft_handler: HandlerSlot,
+    raft_calls: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, TransportError>>>,
+    /// Inbound Raft requests being handled; beyond the limit they go unanswered.
+    raft_inflight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Driver {
@@ -117,6 +129,10 @@ impl Driver {
             gossip_window: parts.gossip_window,
             gossip_due: None,
             replica_timer: started,
+            commands: parts.commands,
+            raft_handler: parts.raft_handler,
+            raft_calls: HashMap::new(),
+            raft_inflight: Arc::new(tokio::sync::Semaphore::new(RAFT_INFLIGHT_MAX)),
         }
     }
 
@@ -133,6 +149,7 @@ impl Driver {
                 _ = stop.changed() => break,
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(done) = self.completions_rx.recv() => self.on_completion(done),
+                Some(command) = self.commands.recv() => self.on_command(command),
                 record = recv_local(&mut self.local_records) => self.on_local_record(record),
                 _ = tokio::time::sleep_until(gossip_due.unwrap_or(timer).into()), if gossip_due.is_some() => {
                     self.flush_gossip();
@@ -339,6 +356,10 @@ impl Driver {
                 });
                 self.input(Input::DocsRead { for_peer: peer, docs: page.docs, next: page.next, vv: page.vv });
             }
+            Completion::RaftAnswered { channel, response } => {
+                // The caller may have given up meanwhile.
+                let _ = self.swarm.behaviour_mut().raft.send_response(channel, response);
+            }
             Completion::DocsMerged { peer, result } => match result {
                 Ok(()) => self.input(Input::DocsMerged { from: peer }),
                 Err(NodeError::Document(error)) => {
@@ -439,6 +460,19 @@ impl Driver {
             BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
                 tracing::debug!(%peer, %error, "anti-entropy response failed");
             }
+            BehaviourEvent::Raft(request_response::Event::Message { message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => self.on_raft_request(request, channel),
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.raft_calls.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            BehaviourEvent::Raft(request_response::Event::OutboundFailure { request_id, error, .. }) => {
+                if let Some(reply) = self.raft_calls.remove(&request_id) {
+                    let _ = reply.send(Err(transport_error(&error)));
+                }
+            }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     if peer != *self.swarm.local_peer_id() && !self.swarm.is_connected(&peer) {
@@ -473,6 +507,39 @@ impl Driver {
             Ok(other) => self.offence(&node_id(&peer), &format!("{} as a sync request", other.kind())),
             Err(reason) => self.offence(&node_id(&peer), &reason),
         }
+    }
+
+    // ---- the strong path's Raft RPCs ----
+
+    fn on_command(&mut self, command: NetCommand) {
+        match command {
+            NetCommand::RaftCall { peer, addr, request, reply } => {
+                if let Some(addr) = addr {
+                    self.swarm.add_peer_address(peer, addr);
+                }
+                self.metrics.record_wire("out", "raft", request.len());
+                let id = self.swarm.behaviour_mut().raft.send_request(&peer, request);
+                self.raft_calls.insert(id, reply);
+            }
+        }
+    }
+
+    fn on_raft_request(&mut self, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+        self.metrics.record_wire("in", "raft", request.len());
+        let Some(handler) = self.raft_handler.get().cloned() else {
+            // The strong path is not running here: dropping the channel refuses the call.
+            return;
+        };
+        let Ok(permit) = self.raft_inflight.clone().try_acquire_owned() else {
+            tracing::debug!("too many Raft requests in flight; refusing one");
+            return;
+        };
+        let done = self.completions_tx.clone();
+        tokio::spawn(async move {
+            let response = handler.handle(&request).await;
+            drop(permit);
+            let _ = done.send(Completion::RaftAnswered { channel, response }).await;
+        });
     }
 
     /// Decodes an envelope, counting it; the error is a reason fit for logs.

@@ -13,8 +13,10 @@ pub(crate) mod codec;
 mod dialer;
 mod driver;
 mod peers;
+mod raft_transport;
 mod transport;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -28,9 +30,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::node::Node;
+use crate::raft::RaftTransport;
 use behaviour::BehaviourSettings;
 use dialer::Dialer;
 use driver::{Driver, DriverParts};
+pub use raft_transport::RaftHandler;
+use raft_transport::{HandlerSlot, Libp2pRaftTransport, RAFT_COMMANDS_CAPACITY};
 
 /// Gossip topic shared by every node of a cluster (the pre-shared key separates clusters).
 const GOSSIP_TOPIC: &str = "statemesh/changes/1";
@@ -58,6 +63,8 @@ pub struct Network {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     listen_addrs: Vec<Multiaddr>,
+    raft_transport: Libp2pRaftTransport,
+    raft_handler: HandlerSlot,
 }
 
 impl Network {
@@ -105,6 +112,8 @@ impl Network {
                 page_docs: PAGE_DOCS,
             },
         );
+        let (commands_tx, commands) = tokio::sync::mpsc::channel(RAFT_COMMANDS_CAPACITY);
+        let raft_handler = HandlerSlot::default();
         let driver = Driver::new(DriverParts {
             node: node.clone(),
             swarm,
@@ -115,11 +124,23 @@ impl Network {
             page_bytes: max_message_bytes / 2,
             gossip_window: p2p.gossip_batch_window,
             dialer: Dialer::new(bootstrap, p2p.reconnect_backoff_max, Instant::now()),
+            commands,
+            raft_handler: raft_handler.clone(),
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(driver.run(stopped));
         tracing::info!(peer_id = %node.node_id(), addresses = ?listen_addrs, "replication started");
-        Ok(Self { stop, task, listen_addrs })
+        Ok(Self { stop, task, listen_addrs, raft_transport: Libp2pRaftTransport::new(commands_tx), raft_handler })
+    }
+
+    /// The strong path's transport over this network.
+    pub fn raft_transport(&self) -> Arc<dyn RaftTransport> {
+        Arc::new(self.raft_transport.clone())
+    }
+
+    /// Routes inbound Raft requests to `handler` (once; later calls are ignored).
+    pub fn serve_raft(&self, handler: Arc<dyn RaftHandler>) {
+        let _ = self.raft_handler.set(handler);
     }
 
     /// The addresses actually bound (port 0 resolved), each ending in `/p2p/<peer id>`.

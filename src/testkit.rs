@@ -85,6 +85,18 @@ pub fn member_config(data_dir: Option<&Path>) -> Config {
     config
 }
 
+/// Strong-path timings short enough for tests on loopback (elections in well under a second).
+pub fn quick_raft_settings() -> crate::raft::RaftSettings {
+    crate::raft::RaftSettings {
+        heartbeat_interval: Duration::from_millis(50),
+        election_timeout_min: Duration::from_millis(300),
+        election_timeout_max: Duration::from_millis(600),
+        request_timeout: Duration::from_secs(3),
+        quorum_ack_max: Duration::from_millis(600),
+        ..crate::raft::RaftSettings::default()
+    }
+}
+
 /// Starts `count` in-memory members, each bootstrapping from the first.
 pub async fn memory_cluster(count: usize) -> Vec<Member> {
     let mut members: Vec<Member> = (0..count).map(|_| Member::open(member_config(None))).collect();

@@ -124,9 +124,14 @@ async fn a_node_down_for_thousands_of_writes_catches_up_and_keeps_what_it_receiv
     assert_identical(&[&members[0].node, &reopened.node], &keys[..20]).await;
 }
 
-/// Waits until `witness` (an admitted node) has a write made on `origin` after `stranger`
-/// connected, then checks that `stranger` never got any of it, nor `origin` anything from it.
-async fn assert_isolated(origin: &Member, witness: &Member, stranger: &Member) {
+/// Connects `witness` and `stranger` to `origin`; then waits until `witness` (an admitted
+/// node) has a write made on `origin` after `stranger` connected, and checks that `stranger`
+/// never got any of it, nor `origin` anything from it.
+async fn assert_isolated(mut origin: Member, mut witness: Member, mut stranger: Member) {
+    origin.connect(&[]).await;
+    let seed = origin.addrs();
+    witness.connect(&seed).await;
+    stranger.connect(&seed).await;
     let key_origin = key("shared", "from-origin");
     let key_stranger = key("shared", "from-stranger");
     patch(&stranger.node, &key_stranger, json!({"x": 1})).await;
@@ -149,28 +154,15 @@ async fn a_node_with_the_wrong_pre_shared_key_is_refused() {
         config.security.psk = Some(psk.repeat(32));
         Member::open(config)
     };
-    let mut origin = with_key("aa");
-    let mut witness = with_key("aa");
-    let mut stranger = with_key("bb");
-    origin.connect(&[]).await;
-    let seed = origin.addrs();
-    witness.connect(&seed).await;
-    stranger.connect(&seed).await;
-    assert_isolated(&origin, &witness, &stranger).await;
+    assert_isolated(with_key("aa"), with_key("aa"), with_key("bb")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_missing_from_the_allowlist_is_refused() {
-    let mut witness = Member::open(member_config(None));
+    let witness = Member::open(member_config(None));
     let mut config = member_config(None);
     config.security.allowed_peers = vec![witness.node.node_id().to_string()];
-    let mut origin = Member::open(config);
-    let mut stranger = Member::open(member_config(None));
-    origin.connect(&[]).await;
-    let seed = origin.addrs();
-    witness.connect(&seed).await;
-    stranger.connect(&seed).await;
-    assert_isolated(&origin, &witness, &stranger).await;
+    assert_isolated(Member::open(config), witness, Member::open(member_config(None))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,26 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use statemesh::raft::{KvApplier, KvOp, NodeInfo, RaftSettings, Role, StartOptions, StrongError, StrongPath};
+use statemesh::raft::{KvApplier, KvOp, NodeInfo, Role, StartOptions, StrongError, StrongPath};
 use statemesh::storage::MemoryStorage;
-use statemesh::testkit::{eventually, memory_cluster, Member};
+use statemesh::testkit::{eventually, memory_cluster, quick_raft_settings, Member};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
 struct Voter {
     path: StrongPath,
     kv: Arc<KvApplier>,
-}
-
-fn settings() -> RaftSettings {
-    RaftSettings {
-        heartbeat_interval: Duration::from_millis(50),
-        election_timeout_min: Duration::from_millis(300),
-        election_timeout_max: Duration::from_millis(600),
-        request_timeout: Duration::from_secs(3),
-        quorum_ack_max: Duration::from_millis(600),
-        ..RaftSettings::default()
-    }
 }
 
 fn info(member: &Member) -> NodeInfo {
@@ -38,7 +27,7 @@ async fn start_voters(members: &[Member]) -> Vec<Voter> {
         let net = member.network().expect("replicating");
         let path = StrongPath::start(StartOptions {
             me: info(member),
-            settings: settings(),
+            settings: quick_raft_settings(),
             storage,
             applier: kv.clone(),
             transport: net.raft_transport(),

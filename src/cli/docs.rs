@@ -92,22 +92,8 @@ pub fn run(node: &str, json: bool, command: Command) -> anyhow::Result<ExitCode>
                     }
                 }
             }
-            Command::Status => {
-                let status = client.status().await?;
-                if json {
-                    println!("{}", output::json(&status));
-                } else {
-                    print!("{}", output::status(&status));
-                }
-            }
-            Command::Peers => {
-                let peers = client.peers().await?;
-                if json {
-                    println!("{}", output::json(&peers));
-                } else {
-                    print!("{}", output::peers(&peers));
-                }
-            }
+            Command::Status => show(json, &client.status().await?, output::status),
+            Command::Peers => show(json, &client.peers().await?, output::peers),
             Command::History(args) => super::history::history(&client, json, args).await?,
             Command::Rollback(args) => super::history::rollback(&client, json, args).await?,
             Command::Txn(args) => super::history::txn(&client, json, args).await?,
@@ -124,5 +110,14 @@ fn print_reply(json: bool, reply: &crate::client::WriteReply, readable: impl FnO
         println!("{}", output::json(reply));
     } else {
         println!("{}", readable());
+    }
+}
+
+/// Prints `value` as JSON, or rendered for reading.
+fn show(json: bool, value: &Value, render: fn(&Value) -> String) {
+    if json {
+        println!("{}", output::json(value));
+    } else {
+        print!("{}", render(value));
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures::future::Either;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, Transport};
 use libp2p::core::upgrade::Version;
@@ -43,22 +44,19 @@ fn authenticated_tcp(
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let noise = noise::Config::new(key)?;
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    let transport = match psk {
+    // With a key, every byte (the noise handshake included) travels inside the private network.
+    let base = match psk {
         Some(psk) => tcp
             .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
-            .upgrade(Version::V1)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .timeout(CONNECT_TIMEOUT)
-            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .map(|socket, _| Either::Left(socket))
             .boxed(),
-        None => tcp
-            .upgrade(Version::V1)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .timeout(CONNECT_TIMEOUT)
-            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-            .boxed(),
+        None => tcp.map(|socket, _| Either::Right(socket)).boxed(),
     };
-    Ok(transport)
+    Ok(base
+        .upgrade(Version::V1)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .timeout(CONNECT_TIMEOUT)
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
 }

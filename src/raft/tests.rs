@@ -20,14 +20,7 @@ const TEST_BUDGET: Duration = Duration::from_secs(90);
 const SETTLE: Duration = Duration::from_secs(20);
 
 fn settings() -> RaftSettings {
-    RaftSettings {
-        heartbeat_interval: Duration::from_millis(50),
-        election_timeout_min: Duration::from_millis(300),
-        election_timeout_max: Duration::from_millis(600),
-        request_timeout: Duration::from_secs(3),
-        quorum_ack_max: Duration::from_millis(600),
-        ..RaftSettings::default()
-    }
+    crate::testkit::quick_raft_settings()
 }
 
 fn info(i: usize) -> NodeInfo {

@@ -69,6 +69,8 @@ pub struct DriverParts {
     pub dialer: Dialer,
     pub commands: mpsc::Receiver<NetCommand>,
     pub raft_handler: HandlerSlot,
+    /// Taken before the replica read the node's version vector, so no commit falls between.
+    pub local_records: broadcast::Receiver<Arc<ChangeRecord>>,
 }
 
 pub struct Driver {
@@ -108,7 +110,7 @@ impl Driver {
         let started = Instant::now();
         Self {
             metrics: parts.node.metrics().clone(),
-            local_records: Some(parts.node.subscribe_local_records()),
+            local_records: Some(parts.local_records),
             node: parts.node,
             swarm: parts.swarm,
             replica: parts.replica,
@@ -138,8 +140,6 @@ impl Driver {
 
     /// Runs until `stop` changes (or its sender is dropped).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        // Records committed before the subscription was taken are already in the version
-        // vector the replica started from.
         self.housekeeping();
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING_EVERY;
         loop {

@@ -101,6 +101,9 @@ impl Network {
             .iter()
             .map(|a| a.parse::<Multiaddr>().map_err(|e| NetError::Setup(format!("p2p.bootstrap `{a}`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        // Subscribe first: every commit is then either in the version vector read next or
+        // reported through the subscription.
+        let local_records = node.subscribe_local_records();
         let replica = Replica::new(
             node.node_id().clone(),
             node.version_vector(),
@@ -126,6 +129,7 @@ impl Network {
             dialer: Dialer::new(bootstrap, p2p.reconnect_backoff_max, Instant::now()),
             commands,
             raft_handler: raft_handler.clone(),
+            local_records,
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(driver.run(stopped));

@@ -556,4 +556,6 @@ fn read_u64(storage: &dyn Storage, key: &[u8]) -> Result<u64, StorageError> {
 }
 
 #[cfg(test)]
+mod remote_tests;
+#[cfg(test)]
 mod tests;

@@ -37,6 +37,9 @@ pub enum PlantedBug {
     /// The network drops every `SyncRequest`, leaving only lossy gossip. The convergence
     /// checker must report it.
     DropSyncRequests,
+    /// Strong reads skip the read index and answer from the local replica, however stale
+    /// (`strong` runs only). The linearizability checker must report it.
+    StaleStrongReads,
 }
 
 /// One partition with its directed cut links resolved.

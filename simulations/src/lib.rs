@@ -11,6 +11,8 @@
 //! - [`scenario`]: TOML scenario files. [`faults`]: partition modes, crashes, planted bugs.
 //! - [`network`]: latency, loss, duplication, reordering, cuts. [`node`]: replica + storage.
 //! - [`world`]: the event queue that runs one seed. [`checkers`]: one property per file.
+//! - [`strong`]: the strong path (real openraft voters) under isolations, checked with
+//!   [`linearizability`].
 
 pub mod checkers;
 pub mod faults;
@@ -19,6 +21,7 @@ pub mod network;
 pub mod node;
 pub mod rng;
 pub mod scenario;
+pub mod strong;
 pub mod trace;
 pub mod world;
 

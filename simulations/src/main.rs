@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use simulations::linearizability::{self, CheckOptions, Verdict};
+use simulations::strong::StrongSettings;
 use simulations::{run_seed, Outcome, PlantedBug, RunOptions, Scenario};
 
 #[derive(Parser)]
@@ -55,6 +56,14 @@ enum Command {
         #[arg(long, default_value_t = linearizability::DEFAULT_BUDGET_STEPS)]
         budget_steps: u64,
     },
+    /// Run the strong path (real openraft voters, isolations, concurrent clients) for
+    /// `count` seeds from `--from` and check each history for linearizability.
+    Strong {
+        #[arg(default_value_t = 20)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
 }
 
 fn default_scenario() -> &'static str {
@@ -84,6 +93,13 @@ fn run() -> anyhow::Result<bool> {
         }
         Command::Reproduce { seed, scenario, trace } => (scenario.clone(), vec![*seed], *trace),
         Command::CheckHistory { file, budget_steps } => return check_history(file, *budget_steps),
+        Command::Strong { count, from } => {
+            let settings = StrongSettings {
+                stale_reads: cli.plant_bug == Some(PlantedBug::StaleStrongReads),
+                ..StrongSettings::default()
+            };
+            return strong(*from, *count, settings, cli.check_determinism);
+        }
     };
     let scenario = load(&path)?;
     let options = RunOptions { bug: cli.plant_bug, echo_trace: echo };
@@ -123,6 +139,37 @@ fn run() -> anyhow::Result<bool> {
         sim / wall.max(1e-9)
     );
     Ok(failures == 0)
+}
+
+fn strong(from: u64, count: u64, settings: StrongSettings, check_determinism: bool) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let (mut failures, mut nondeterministic, mut operations) = (0u64, 0u64, 0usize);
+    for seed in from..from.saturating_add(count) {
+        let run = simulations::strong::run(seed, settings).map_err(anyhow::Error::msg)?;
+        operations += run.history.len();
+        if run.report.verdict() != Verdict::Linearizable {
+            failures += 1;
+            println!("seed {seed}: FAILED\n{}", run.report);
+            println!("reproduce: cargo run -p simulations --release -- strong 1 --from {seed}");
+        }
+        if check_determinism {
+            let again = simulations::strong::run(seed, settings).map_err(anyhow::Error::msg)?;
+            if again.trace != run.trace {
+                nondeterministic += 1;
+                println!(
+                    "seed {seed}: the second run's trace differs ({} vs {} lines)",
+                    run.trace.len(),
+                    again.trace.len()
+                );
+            }
+        }
+    }
+    println!(
+        "strong: {count} seeds, {operations} recorded operations, {failures} not linearizable{} in {:.1} s wall",
+        if check_determinism { format!(", {nondeterministic} replayed differently") } else { String::new() },
+        started.elapsed().as_secs_f64()
+    );
+    Ok(failures == 0 && nondeterministic == 0)
 }
 
 fn check_history(file: &Path, budget_steps: u64) -> anyhow::Result<bool> {

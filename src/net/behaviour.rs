@@ -24,6 +24,11 @@ use super::raft_transport::RAFT_PROTOCOL;
 const RAFT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 const IDENTIFY_PROTOCOL: &str = "/statemesh/id/1";
+/// A connection whose ping goes unanswered is closed (see the driver), so a peer that went
+/// away without closing (killed, cut off) is noticed within seconds and redialed, rather than
+/// when the kernel's TCP timeout finally fires many minutes later.
+const PING_INTERVAL: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -95,7 +100,7 @@ impl Behaviour {
             bans: allow_block_list::Behaviour::default(),
             limits: connection_limits::Behaviour::new(limits),
             identify,
-            ping: ping::Behaviour::new(ping::Config::new()),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT)),
             gossip,
             sync,
             raft,

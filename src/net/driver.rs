@@ -16,7 +16,7 @@ use futures::StreamExt;
 use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{gossipsub, mdns, PeerId, Swarm};
+use libp2p::{gossipsub, mdns, ping, PeerId, Swarm};
 use rand::rngs::StdRng;
 use statemesh_protocol::replica::{Effect, Input, Replica};
 use statemesh_protocol::wire::{self, Gossip, Message, WireLimits};
@@ -472,6 +472,11 @@ impl Driver {
                 if let Some(reply) = self.raft_calls.remove(&request_id) {
                     let _ = reply.send(Err(transport_error(&error)));
                 }
+            }
+            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) }) => {
+                // A dead connection would otherwise stay "connected" until TCP gives up.
+                tracing::info!(%peer, %error, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {

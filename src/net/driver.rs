@@ -473,8 +473,11 @@ impl Driver {
                     let _ = reply.send(Err(transport_error(&error)));
                 }
             }
-            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) }) => {
-                // A dead connection would otherwise stay "connected" until TCP gives up.
+            BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })
+                if !matches!(error, ping::Failure::Unsupported) =>
+            {
+                // A dead connection would otherwise stay "connected" until TCP gives up. (A
+                // peer that does not speak ping at all is not a dead one.)
                 tracing::info!(%peer, %error, "ping failed; closing the connection");
                 self.swarm.close_connection(connection);
             }

@@ -28,6 +28,7 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::dialer::Dialer;
 use super::peers::PeerTable;
 use super::raft_transport::{transport_error, HandlerSlot, NetCommand};
+use crate::identity::node_id_of as node_id;
 use crate::metrics::Metrics;
 use crate::node::{DocsPage, LogPage, Node, NodeError, RemoteApply};
 use crate::raft::TransportError;
@@ -606,10 +607,6 @@ async fn recv_local(
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
-}
-
-pub fn node_id(peer: &PeerId) -> NodeId {
-    crate::identity::node_id_of(peer)
 }
 
 fn peer_id(node: &NodeId) -> Option<PeerId> {

@@ -37,6 +37,12 @@ pub struct DocEntry {
 }
 
 impl DocEntry {
+    /// A change to `doc` was queued at feed position `pos`, leaving it at `version`.
+    pub fn queued(&mut self, pos: FeedPos, version: Version) {
+        self.last_pos = pos;
+        self.remember_version(pos, version);
+    }
+
     pub fn remember_version(&mut self, pos: FeedPos, version: Version) {
         if self.versions.len() == VERSIONS_KEPT {
             self.versions.pop_front();

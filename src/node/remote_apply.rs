@@ -161,8 +161,7 @@ impl Node {
         });
         match submitted {
             Ok(last_pos) => {
-                entry.last_pos = last_pos;
-                entry.remember_version(last_pos, version);
+                entry.queued(last_pos, version);
                 Ok((ids, last_pos))
             }
             Err(error) => {

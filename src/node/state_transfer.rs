@@ -117,13 +117,7 @@ impl Node {
                     version: version.to_string(),
                     exists,
                 });
-                if inner.history_enabled {
-                    ops.push(BatchOp::Put {
-                        family: Family::Feed,
-                        key: super::feed_event::feed_key(event.pos),
-                        value: event.encode(),
-                    });
-                }
+                ops.extend(self.feed_op(&event));
                 PendingWrite {
                     ops,
                     doc_count_delta: i64::from(exists) - i64::from(existed),
@@ -133,8 +127,7 @@ impl Node {
             });
             match submitted {
                 Ok(pos) => {
-                    entry.last_pos = pos;
-                    entry.remember_version(pos, version);
+                    entry.queued(pos, version);
                     wait_for = pos;
                 }
                 Err(error) => {

@@ -145,8 +145,7 @@ impl Node {
             .into_iter()
             .zip(entries.iter_mut())
             .map(|((id, pos, version, created), entry)| {
-                entry.last_pos = pos;
-                entry.remember_version(pos, version.clone());
+                entry.queued(pos, version.clone());
                 WriteResult { version, change: Some(id), created }
             })
             .collect();
@@ -165,14 +164,21 @@ impl Node {
                 value: change_ref.clone(),
             });
         }
-        if self.inner.history_enabled {
-            ops.push(BatchOp::Put { family: Family::Feed, key: feed_key(event.pos), value: event.encode() });
-        }
+        ops.extend(self.feed_op(event));
         ops.push(BatchOp::Put {
             family: Family::ChangeLog,
             key: log_key(&record.id.origin, record.id.seq),
             value: record.encode(),
         });
+    }
+
+    /// The feed event's own mutation, when `history.enabled` keeps events for replay.
+    pub(super) fn feed_op(&self, event: &FeedEvent) -> Option<BatchOp> {
+        self.inner.history_enabled.then(|| BatchOp::Put {
+            family: Family::Feed,
+            key: feed_key(event.pos),
+            value: event.encode(),
+        })
     }
 
     /// The storage mutation for a document's new changes: append them, or, once the appended

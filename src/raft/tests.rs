@@ -208,12 +208,19 @@ async fn a_learner_catches_up_from_a_snapshot_and_is_promoted() {
     bounded(async {
         let settings = RaftSettings { snapshot_logs_since_last: 10, logs_kept_after_snapshot: 0, ..settings() };
         let mut cluster = Cluster::voters_in_memory(3, settings).await;
-        let leader = cluster.leader().await;
+        let mut leader = cluster.leader().await;
 
-        // Enough writes for snapshots to be built and the log purged behind them.
+        // Enough writes for snapshots to be built and the log purged behind them. On a
+        // loaded machine leadership may move meanwhile: follow it.
         let mut last = 0;
         for n in 0..40 {
-            let (position, _) = cluster.kv(leader, put(&format!("k{n}"), &format!("v{n}"))).await.expect("commit");
+            let position = loop {
+                match cluster.kv(leader, put(&format!("k{n}"), &format!("v{n}"))).await {
+                    Ok((position, _)) => break position,
+                    Err(StrongError::NotLeader { .. }) => leader = cluster.leader().await,
+                    Err(error) => panic!("commit: {error:?}"),
+                }
+            };
             last = position.index;
         }
         let deadline = Instant::now() + SETTLE;

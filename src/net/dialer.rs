@@ -43,7 +43,8 @@ pub enum Answered {
     Peer(PeerId),
 }
 
-/// Dialed addresses (as configured) and who answered there, last known.
+/// Dialed addresses (as configured) and who answered there, last known; and this node's own
+/// listen addresses (every interface of a wildcard listener), which answer as [`Answered::Own`].
 pub type AddressBook = BTreeMap<String, Answered>;
 
 #[derive(Debug)]
@@ -107,8 +108,16 @@ impl Dialer {
         }
     }
 
-    /// Who answered at each address so far.
-    pub fn book(&self) -> AddressBook {
+    /// Who answered at each address so far, plus this node's own listen addresses.
+    pub fn book(&self, own: &[Multiaddr]) -> AddressBook {
+        let mut book = self.dialed();
+        for addr in own {
+            book.insert(addr.to_string(), Answered::Own);
+        }
+        book
+    }
+
+    fn dialed(&self) -> AddressBook {
         self.targets
             .iter()
             .filter_map(|target| {

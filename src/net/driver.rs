@@ -16,7 +16,7 @@ use futures::StreamExt;
 use libp2p::request_response::{self, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{gossipsub, mdns, ping, PeerId, Swarm};
+use libp2p::{gossipsub, mdns, ping, Multiaddr, PeerId, Swarm};
 use rand::rngs::StdRng;
 use statemesh_protocol::replica::{Effect, Input, Replica};
 use statemesh_protocol::wire::{self, Gossip, Message, WireLimits};
@@ -76,6 +76,8 @@ pub struct DriverParts {
     pub stored_records: broadcast::Receiver<Arc<Vec<ChangeId>>>,
     /// Where who answered at each bootstrap address is published.
     pub address_book: watch::Sender<AddressBook>,
+    /// The addresses this node listens on so far (without `/p2p/`).
+    pub own_addrs: Vec<Multiaddr>,
 }
 
 pub struct Driver {
@@ -100,6 +102,7 @@ pub struct Driver {
     local_records: Option<broadcast::Receiver<Arc<ChangeRecord>>>,
     stored_records: Option<broadcast::Receiver<Arc<Vec<ChangeId>>>>,
     address_book: watch::Sender<AddressBook>,
+    own_addrs: Vec<Multiaddr>,
     gossip_buffer: Vec<ChangeRecord>,
     gossip_window: Duration,
     gossip_due: Option<Instant>,
@@ -120,6 +123,7 @@ impl Driver {
             local_records: Some(parts.local_records),
             stored_records: Some(parts.stored_records),
             address_book: parts.address_book,
+            own_addrs: parts.own_addrs,
             node: parts.node,
             swarm: parts.swarm,
             replica: parts.replica,
@@ -182,7 +186,7 @@ impl Driver {
     }
 
     fn publish_address_book(&self) {
-        let book = self.dialer.book();
+        let book = self.dialer.book(&self.own_addrs);
         self.address_book.send_if_modified(|current| {
             let changed = *current != book;
             *current = book;
@@ -423,7 +427,14 @@ impl Driver {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => tracing::info!(%address, "listening for peers"),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening for peers");
+                let address = super::without_peer_id(&address);
+                if !self.own_addrs.contains(&address) {
+                    self.own_addrs.push(address);
+                    self.publish_address_book();
+                }
+            }
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 if self.offenders.is_banned(&peer_id, Instant::now()) {
                     let _ = self.swarm.disconnect_peer_id(peer_id);

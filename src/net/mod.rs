@@ -142,7 +142,7 @@ impl Network {
         let mut dialer = Dialer::new(bootstrap, p2p.reconnect_backoff_max, Instant::now());
         let own: Vec<Multiaddr> = listen_addrs.iter().map(without_peer_id).collect();
         dialer.mark_own(&own);
-        let (address_book, address_book_rx) = watch::channel(dialer.book());
+        let (address_book, address_book_rx) = watch::channel(dialer.book(&own));
         let driver = Driver::new(DriverParts {
             node: node.clone(),
             swarm,
@@ -158,6 +158,7 @@ impl Network {
             local_records,
             stored_records,
             address_book,
+            own_addrs: own,
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(driver.run(stopped));

@@ -81,6 +81,36 @@ pub(super) fn resolve(spec: &VoterSpec, me: &NodeInfo, book: &AddressBook) -> Op
     }
 }
 
+/// [`resolve`], and for an address by DNS name that was not resolved by dialing it: the name
+/// looked up, and the member listening at one of its IP addresses. (A node cannot dial
+/// itself, so this is how it recognises its own name, e.g. a compose service name.)
+async fn resolve_named(spec: &VoterSpec, me: &NodeInfo, book: &AddressBook) -> Option<NodeInfo> {
+    if let Some(member) = resolve(spec, me, book) {
+        return Some(member);
+    }
+    let VoterSpec::Address(addr) = spec else { return None };
+    let mut parts = addr.iter();
+    let name = match parts.next()? {
+        Protocol::Dns(name) | Protocol::Dns4(name) | Protocol::Dns6(name) => name.to_string(),
+        _ => return None,
+    };
+    let Some(Protocol::Tcp(port)) = parts.next() else { return None };
+    let resolved = tokio::net::lookup_host((name.as_str(), port)).await.ok()?;
+    for socket in resolved {
+        let ip = match socket.ip() {
+            std::net::IpAddr::V4(ip) => Protocol::Ip4(ip),
+            std::net::IpAddr::V6(ip) => Protocol::Ip6(ip),
+        };
+        let concrete = Multiaddr::empty().with(ip).with(Protocol::Tcp(port)).to_string();
+        match book.get(&concrete) {
+            Some(Answered::Own) => return Some(NodeInfo::new(me.peer_id.clone(), addr.to_string())),
+            Some(Answered::Peer(peer)) => return Some(NodeInfo::new(peer.to_string(), addr.to_string())),
+            None => {}
+        }
+    }
+    None
+}
+
 /// Resolves every voter (waiting for the network to reach them) and forms the cluster from
 /// them if this node is one of them and belongs to no cluster yet. Runs until done; progress
 /// is logged.
@@ -98,7 +128,10 @@ pub async fn form_cluster(
             return;
         }
         let current = book.borrow_and_update().clone();
-        let resolved: Vec<Option<NodeInfo>> = voters.iter().map(|spec| resolve(spec, &me, &current)).collect();
+        let mut resolved: Vec<Option<NodeInfo>> = Vec::with_capacity(voters.len());
+        for spec in &voters {
+            resolved.push(resolve_named(spec, &me, &current).await);
+        }
         if resolved.iter().all(Option::is_some) {
             let members: Vec<NodeInfo> = resolved.into_iter().flatten().collect();
             if !members.iter().any(|m| m.peer_id == me.peer_id) {
@@ -137,7 +170,7 @@ pub async fn init_now(
 ) -> StrongResult<Initialized> {
     let mut members = Vec::with_capacity(voters.len().max(1));
     for spec in voters {
-        let member = resolve(spec, me, book).ok_or_else(|| StrongError::Invalid(format!(
+        let member = resolve_named(spec, me, book).await.ok_or_else(|| StrongError::Invalid(format!(
             "voter {spec} is not reachable yet: list it with its peer id (…/p2p/<id>) or wait until this node has connected to it"
         )))?;
         members.push(member);
@@ -179,5 +212,16 @@ mod tests {
             resolve(&VoterSpec::Peer(other), &me, &book),
             Some(NodeInfo::new(other.to_string(), "/dns4/node2/tcp/7701"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_an_own_address_is_this_node() {
+        let me = NodeInfo::new(PeerId::random().to_string(), "/ip4/0.0.0.0/tcp/7931");
+        let mut book = AddressBook::new();
+        let spec: VoterSpec = "/dns4/localhost/tcp/7931".parse().expect("spec");
+        assert_eq!(resolve_named(&spec, &me, &book).await, None, "nothing listens there yet");
+        book.insert("/ip4/127.0.0.1/tcp/7931".to_owned(), Answered::Own);
+        let resolved = resolve_named(&spec, &me, &book).await.expect("resolved");
+        assert_eq!(resolved, NodeInfo::new(me.peer_id.clone(), "/dns4/localhost/tcp/7931"));
     }
 }

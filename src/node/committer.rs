@@ -62,13 +62,19 @@ pub struct Numbers {
 pub struct Durable {
     pub seq: Seq,
     pub pos: FeedPos,
+    /// Every queued write up to this ticket is on disk, with feed positions or without.
+    pub written: WriteTicket,
     pub failed: Option<StorageError>,
 }
+
+/// The queue order of a write, counting writes with and without feed positions alike.
+pub type WriteTicket = u64;
 
 struct Queue {
     next_seq: Seq,
     next_pos: FeedPos,
-    pending: Vec<PendingWrite>,
+    next_ticket: WriteTicket,
+    pending: Vec<(WriteTicket, PendingWrite)>,
     stopping: bool,
 }
 
@@ -89,11 +95,12 @@ impl Sequencer {
             queue: Mutex::new(Queue {
                 next_seq: last_seq + 1,
                 next_pos: last_pos + 1,
+                next_ticket: 1,
                 pending: Vec::new(),
                 stopping: false,
             }),
             wake: Condvar::new(),
-            durable: watch::Sender::new(Durable { seq: last_seq, pos: last_pos, failed: None }),
+            durable: watch::Sender::new(Durable { seq: last_seq, pos: last_pos, written: 0, failed: None }),
             live: broadcast::Sender::new(live_capacity.max(1)),
             local_records: broadcast::Sender::new(LOCAL_RECORDS_CAPACITY),
         })
@@ -119,6 +126,17 @@ impl Sequencer {
         positions: usize,
         build: impl FnOnce(Numbers) -> PendingWrite,
     ) -> Result<FeedPos, NodeError> {
+        self.submit_ticketed(local, positions, build).map(|(pos, _)| pos)
+    }
+
+    /// [`Sequencer::submit`], also returning the write's ticket: what to wait for with
+    /// [`Sequencer::wait_written`] when the write has no feed position of its own.
+    pub fn submit_ticketed(
+        &self,
+        local: usize,
+        positions: usize,
+        build: impl FnOnce(Numbers) -> PendingWrite,
+    ) -> Result<(FeedPos, WriteTicket), NodeError> {
         let mut queue = self.queue.lock();
         if queue.stopping {
             return Err(NodeError::ShuttingDown);
@@ -131,9 +149,11 @@ impl Sequencer {
         debug_assert_eq!(write.local_records.len(), local);
         queue.next_seq += local as u64;
         queue.next_pos += positions as u64;
-        queue.pending.push(write);
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.pending.push((ticket, write));
         self.wake.notify_one();
-        Ok(queue.next_pos - 1)
+        Ok((queue.next_pos - 1, ticket))
     }
 
     /// Waits until feed position `pos` is durable (returns at once for 0).
@@ -142,6 +162,17 @@ impl Sequencer {
         let state = rx.wait_for(|d| d.pos >= pos || d.failed.is_some()).await.map_err(|_| NodeError::ShuttingDown)?;
         match &state.failed {
             Some(error) if state.pos < pos => Err(NodeError::Storage(error.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until the write with `ticket`, and so every write queued before it, is durable.
+    pub async fn wait_written(&self, ticket: WriteTicket) -> Result<(), NodeError> {
+        let mut rx = self.durable.subscribe();
+        let state =
+            rx.wait_for(|d| d.written >= ticket || d.failed.is_some()).await.map_err(|_| NodeError::ShuttingDown)?;
+        match &state.failed {
+            Some(error) if state.written < ticket => Err(NodeError::Storage(error.clone())),
             _ => Ok(()),
         }
     }
@@ -207,7 +238,8 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
         let mut batch = WriteBatch::new();
         let mut events = Vec::new();
         let mut local_records = Vec::new();
-        for write in writes {
+        let last_ticket = writes.last().map(|(ticket, _)| *ticket);
+        for (_, write) in writes {
             events.extend(write.events);
             local_records.extend(write.local_records);
             parts.doc_count += write.doc_count_delta;
@@ -228,10 +260,11 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
         match parts.storage.write(batch) {
             Ok(()) => {
                 parts.metrics.record_commit(count, bytes, parts.doc_count);
-                if let Some(last_pos) = last_pos {
+                if last_pos.is_some() || last_ticket.is_some() {
                     sequencer.durable.send_modify(|d| {
                         d.seq = last_seq.unwrap_or(d.seq);
-                        d.pos = last_pos;
+                        d.pos = last_pos.unwrap_or(d.pos);
+                        d.written = last_ticket.unwrap_or(d.written);
                     });
                 }
                 // No subscribers is not an error, for either channel.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, Version};
 
-use super::committer::PendingWrite;
+use super::committer::{PendingWrite, WriteTicket};
 use super::feed_event::{FeedEvent, FeedPos};
 use super::remote_apply::Held;
 use super::{DocMeta, Node, NodeError};
@@ -123,21 +123,17 @@ impl Node {
     }
 
     /// Queues `ops` alone (the state machine's bookkeeping) behind everything queued so far.
-    /// Returns the feed position to wait for.
-    pub(crate) fn submit_ops(&self, ops: Vec<BatchOp>) -> Result<FeedPos, NodeError> {
-        self.inner.sequencer.submit(0, 0, |_| PendingWrite {
-            ops,
-            doc_count_delta: 0,
-            events: Vec::new(),
-            local_records: Vec::new(),
-        })
+    /// Returns its ticket: once it is durable, so is everything queued before it.
+    pub(crate) fn submit_ops(&self, ops: Vec<BatchOp>) -> Result<WriteTicket, NodeError> {
+        let write = PendingWrite { ops, doc_count_delta: 0, events: Vec::new(), local_records: Vec::new() };
+        self.inner.sequencer.submit_ticketed(0, 0, |_| write).map(|(_, ticket)| ticket)
     }
 
-    /// Blocks the calling thread until feed position `pos` is durable. For the strong path's
-    /// state machine, which openraft calls synchronously; the committer runs on its own
-    /// thread, so this always makes progress.
-    pub(crate) fn wait_durable_blocking(&self, pos: FeedPos) -> Result<(), NodeError> {
-        futures::executor::block_on(self.inner.sequencer.wait_durable(pos))
+    /// Blocks the calling thread until the write with `ticket` (and all before it) is
+    /// durable. For the strong path's state machine, which openraft calls synchronously; the
+    /// committer runs on its own thread, so this always makes progress.
+    pub(crate) fn wait_written_blocking(&self, ticket: WriteTicket) -> Result<(), NodeError> {
+        futures::executor::block_on(self.inner.sequencer.wait_written(ticket))
     }
 
     /// Tells replication that records of another origin are now stored here.

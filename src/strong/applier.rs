@@ -284,8 +284,9 @@ impl Applier for DocApplier {
             results.push(CommandResult(outcome.encode()));
         }
         pending_ops.extend(meta_ops);
+        // Last in the queue: once it is durable, so is every write of this batch.
         let last = self.node.submit_ops(pending_ops).map_err(storage_error)?;
-        self.node.wait_durable_blocking(last).map_err(storage_error)?;
+        self.node.wait_written_blocking(last).map_err(storage_error)?;
         self.node.announce_stored(logged);
         Ok(results)
     }
@@ -307,7 +308,7 @@ impl Applier for DocApplier {
         ops.extend(entries.into_iter().map(|(key, value)| BatchOp::Put { family: Family::RaftMeta, key, value }));
         ops.extend(meta_ops);
         let last = self.node.submit_ops(ops).map_err(storage_error)?;
-        self.node.wait_durable_blocking(last).map_err(storage_error)?;
+        self.node.wait_written_blocking(last).map_err(storage_error)?;
         *machine = load_machine(&self.node)?;
         Ok(())
     }

@@ -172,8 +172,12 @@ impl StrongDocs {
                 Route::Leader(leader) => self.forward(&leader, &request).await,
             };
             match result {
-                // Leadership moved between routing and proposing: route again while time is left.
+                // Leadership moved between routing and proposing (here, or on the member this
+                // was forwarded to): nothing was appended, so route again while time is left.
                 Err(StrongDocError::Strong(StrongError::NotLeader { .. })) if Instant::now() < deadline => continue,
+                Err(StrongDocError::Remote { code, .. }) if code == "not_leader" && Instant::now() < deadline => {
+                    continue
+                }
                 other => return other,
             }
         }

@@ -629,3 +629,38 @@ async fn a_late_learner_installs_a_snapshot_catches_up_and_is_promoted_and_a_vot
     .await
     .expect("the test finished within its budget");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn interactive_transactions_on_strong_namespaces_commit_through_raft() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let servers = cluster(None, false).await;
+        servers[0].client.put_strong(NS, "a", &json!({"n": 1}), &Condition::None).await.expect("put a");
+        // Read on one member, write, commit: the commit runs on the leader, through Raft.
+        // (A transaction reads the member's own state: a strong read first makes it current.)
+        let client = &servers[1].client;
+        client.get_with(NS, "a", &ReadOptions::level("strong")).await.expect("strong read");
+        let txn = client.txn_begin().await.expect("begin")["id"].as_str().expect("id").to_owned();
+        let read = client.txn_get(&txn, NS, "a").await.expect("read");
+        assert_eq!(read["document"], json!({"n": 1}));
+        client.txn_put(&txn, NS, "b", &json!({"copied": 1})).await.expect("buffered");
+        let committed = client.txn_commit(&txn).await.expect("commit");
+        assert_eq!(committed["committed"], json!(true), "{committed}");
+        let change = committed["changed"][0]["change"].as_str().expect("a change").to_owned();
+        assert!(change.starts_with("raft"), "logged under the cluster's origin: {change}");
+        let (b, _) = servers[2].client.get_with(NS, "b", &ReadOptions::level("strong")).await.expect("b");
+        assert_eq!(b.document, json!({"copied": 1}));
+        // A transaction whose read was overtaken by a committed write conflicts, and applies nothing.
+        let client = &servers[2].client;
+        let txn = client.txn_begin().await.expect("begin")["id"].as_str().expect("id").to_owned();
+        client.txn_get(&txn, NS, "a").await.expect("read");
+        servers[0].client.put_strong(NS, "a", &json!({"n": 2}), &Condition::None).await.expect("overtaking write");
+        client.txn_put(&txn, NS, "b", &json!({"copied": 1, "stale": true})).await.expect("buffered");
+        let refused = client.txn_commit(&txn).await.expect_err("the commit conflicts");
+        assert_eq!(refused.status(), Some(409), "{refused}");
+        let (b, _) = servers[0].client.get_with(NS, "b", &ReadOptions::level("strong")).await.expect("b");
+        assert_eq!(b.document, json!({"copied": 1}), "nothing of the conflicting transaction applied");
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}

@@ -241,7 +241,21 @@ async fn commit(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(txn) = path.map_err(|r| ApiError::bad_request("bad_path", r.body_text()))?;
-    let results = state.node.txn_commit(&txn).await?;
+    // Through Raft when the transaction touched a strong namespace.
+    let set = state.node.txn_take(&txn)?;
+    let mut strong = false;
+    for key in set.keys() {
+        strong |= state.node.is_strong_namespace(&key.namespace)?;
+    }
+    if strong {
+        let done = consistency::strong(&state)?.commit(set).await?;
+        let mut response = Json(done.body).into_response();
+        if let Some(index) = done.index {
+            response.headers_mut().insert(consistency::RAFT_INDEX, HeaderValue::from(index));
+        }
+        return Ok(response);
+    }
+    let results = state.node.txn_commit_set(set).await?;
     let changed: Vec<Value> = results
         .into_iter()
         .map(|(key, result)| {

@@ -60,8 +60,8 @@ use retention::{log_floor_key, Retention, FEED_FLOOR_KEY};
 pub use state_transfer::DocsPage;
 pub use strong_apply::CommittedDoc;
 pub use txn::{
-    changed_entry, run_once, txn_keys, AtomicView, Compare, CompareOp, CompareTarget, OnceOutcome, PlannedDoc,
-    PlannedSection, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep,
+    changed_entry, run_once, txn_keys, AtomicView, CommitSet, Compare, CompareOp, CompareTarget, OnceOutcome,
+    PlannedDoc, PlannedSection, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep,
 };
 use vv_store::{load_version_vector, vv_key};
 

@@ -38,7 +38,8 @@ pub use reads::{ReadLevel, ReadStamp};
 
 use crate::config::Config;
 use crate::node::{
-    changed_entry, run_once, txn_keys, Compare, Node, OnceOutcome, PlannedSection, Precondition, TxnOp, TxnStep,
+    changed_entry, run_once, txn_keys, CommitSet, Compare, Node, OnceOutcome, PlannedSection, Precondition, TxnOp,
+    TxnStep,
 };
 use crate::raft::{
     ForwardHandler, LogPosition, NodeInfo, RaftNodeId, RaftSettings, RaftTransport, Route, StartOptions, StrongError,
@@ -46,7 +47,10 @@ use crate::raft::{
 };
 use command::{DocRead, DocWrite};
 use reads::Freshness;
-use wire::{WireAnswer, WireDone, WireFailure, WireOp, WirePrecondition, WireRequest, WireTxn, WireWrite, WireWritten};
+use wire::{
+    WireAnswer, WireCommit, WireDone, WireFailure, WireOp, WirePrecondition, WireRequest, WireTxn, WireWrite,
+    WireWritten,
+};
 
 /// Writes to documents whose hashes share a stripe are serialised on the leader.
 const WRITE_STRIPES: usize = 4096;
@@ -191,6 +195,7 @@ impl StrongDocs {
                 LeaderDone::Written(self.write_as_leader(key, op, pre, deadline).await?)
             }
             LeaderRequest::Txn(txn) => LeaderDone::Txn(self.txn_as_leader(txn, deadline).await?),
+            LeaderRequest::Commit(set) => LeaderDone::Txn(self.commit_as_leader(set, deadline).await?),
             LeaderRequest::AddLearner(info) => LeaderDone::Membership(path.add_learner(info.clone()).await?),
             LeaderRequest::Promote(id) => LeaderDone::Membership(path.promote(*id).await?),
             LeaderRequest::Remove(id) => LeaderDone::Membership(path.remove_voter(*id).await?),
@@ -369,6 +374,36 @@ impl StrongDocs {
         Ok(TxnDone { body, index: section.index })
     }
 
+    /// An interactive transaction's commit, on the leader: its read set is validated against
+    /// the leader's state, and committed only if that state is still current.
+    async fn commit_as_leader(&self, set: &CommitSet, deadline: Instant) -> StrongResult<TxnDone> {
+        let keys = set.keys();
+        let section = self
+            .commit_section(&keys, deadline, |actor| {
+                self.inner.node.plan_atomic(&keys, actor, |view| set.validate_and_apply(view))
+            })
+            .await?;
+        let origin = section.cluster.origin();
+        let changed: Vec<serde_json::Value> = section
+            .applied
+            .iter()
+            .map(|doc| {
+                let change = ChangeId { origin: origin.clone(), seq: doc.seq };
+                changed_entry(&doc.doc, &doc.version, Some(change.to_string()))
+            })
+            .collect();
+        Ok(TxnDone { body: serde_json::json!({"committed": true, "changed": changed}), index: section.index })
+    }
+
+    /// Commits an interactive transaction (closed with `Node::txn_take`) through Raft, on
+    /// the leader wherever this node stands. Returns the response body and the Raft index.
+    pub async fn commit(&self, set: CommitSet) -> StrongResult<TxnDone> {
+        match self.on_leader(LeaderRequest::Commit(set)).await? {
+            LeaderDone::Txn(done) => Ok(done),
+            _ => Err(StrongError::Invalid("a commit answered as something else".to_owned()).into()),
+        }
+    }
+
     /// Runs the one-shot transaction `txn` through Raft, on the leader wherever this node
     /// stands. Returns the response body (as `POST /v1/txn` answers it) and the Raft index.
     pub async fn txn(&self, txn: StrongTxn) -> StrongResult<TxnDone> {
@@ -473,6 +508,7 @@ struct CommittedSection<T> {
 pub(crate) enum LeaderRequest {
     Write { key: DocKey, op: TxnOp, pre: Precondition },
     Txn(StrongTxn),
+    Commit(CommitSet),
     AddLearner(NodeInfo),
     Promote(RaftNodeId),
     Remove(RaftNodeId),
@@ -495,6 +531,7 @@ impl LeaderRequest {
                 pre: WirePrecondition::from_precondition(pre),
             }),
             LeaderRequest::Txn(txn) => WireRequest::Txn(WireTxn::from_txn(txn)),
+            LeaderRequest::Commit(set) => WireRequest::Commit(WireCommit::from_set(set)),
             LeaderRequest::AddLearner(info) => WireRequest::AddLearner(info.clone()),
             LeaderRequest::Promote(id) => WireRequest::Promote(*id),
             LeaderRequest::Remove(id) => WireRequest::Remove(*id),
@@ -507,6 +544,7 @@ impl LeaderRequest {
                 LeaderRequest::Write { key: write.doc, op: write.op.to_op()?, pre: write.pre.to_precondition()? }
             }
             WireRequest::Txn(txn) => LeaderRequest::Txn(txn.into_txn()?),
+            WireRequest::Commit(set) => LeaderRequest::Commit(set.into_set()?),
             WireRequest::AddLearner(info) => LeaderRequest::AddLearner(info),
             WireRequest::Promote(id) => LeaderRequest::Promote(id),
             WireRequest::Remove(id) => LeaderRequest::Remove(id),

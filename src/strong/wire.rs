@@ -9,7 +9,7 @@ use statemesh_protocol::{ChangeId, DocKey, Version};
 
 use super::error::StrongDocError;
 use super::StrongTxn;
-use crate::node::{Compare, CompareOp, CompareTarget, Precondition, TxnOp, TxnStep};
+use crate::node::{CommitSet, Compare, CompareOp, CompareTarget, Precondition, TxnOp, TxnStep};
 use crate::raft::{LogPosition, NodeInfo, RaftNodeId};
 use crate::storage::codec;
 
@@ -18,6 +18,7 @@ use crate::storage::codec;
 pub enum WireRequest {
     Write(WireWrite),
     Txn(WireTxn),
+    Commit(WireCommit),
     AddLearner(NodeInfo),
     Promote(RaftNodeId),
     Remove(RaftNodeId),
@@ -33,6 +34,32 @@ pub enum WireDone {
         body: String,
         index: Option<u64>,
     },
+}
+
+/// A forwarded interactive transaction's commit: versions read, writes buffered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCommit {
+    pub reads: Vec<(DocKey, String)>,
+    pub writes: Vec<(DocKey, WireOp)>,
+}
+
+impl WireCommit {
+    pub fn from_set(set: &CommitSet) -> Self {
+        Self {
+            reads: set.reads.iter().map(|(key, version)| (key.clone(), version.to_string())).collect(),
+            writes: set.writes.iter().map(|(key, op)| (key.clone(), WireOp::from_op(op))).collect(),
+        }
+    }
+
+    pub fn into_set(self) -> Result<CommitSet, String> {
+        let reads = self
+            .reads
+            .into_iter()
+            .map(|(key, text)| Ok((key, text.parse::<Version>().map_err(|e| format!("forwarded version: {e}"))?)))
+            .collect::<Result<_, String>>()?;
+        let writes = self.writes.into_iter().map(|(key, op)| Ok((key, op.to_op()?))).collect::<Result<_, String>>()?;
+        Ok(CommitSet { reads, writes })
+    }
 }
 
 /// A forwarded one-shot transaction.

@@ -25,7 +25,7 @@ use statemesh_protocol::{merge_patch_json, DocKey, Version};
 use uuid::Uuid;
 
 use super::super::{FeedPos, Node, NodeError};
-use super::atomic::TxnOp;
+use super::atomic::{AtomicView, TxnOp};
 use crate::config::{ConcurrencyConfig, ConcurrencyModel};
 
 /// How often a lock waiter re-checks for expired holders.
@@ -250,7 +250,8 @@ impl Node {
     /// Buffers a write in transaction `id`.
     pub async fn txn_write(&self, id: &str, key: &DocKey, op: TxnOp) -> Result<usize, NodeError> {
         let id = parse_id(id)?;
-        self.inner.namespaces.writable(&key.namespace)?;
+        // Strong namespaces too: their writes commit through Raft (see `CommitSet`).
+        self.inner.namespaces.rules(&key.namespace)?;
         self.txn_lock(&id, key).await?;
         let snapshot = self.with_txn(&id, |txn| Ok(txn.snapshot))?;
         // Under MVCC a blind write still must not overwrite a change made after the snapshot.
@@ -284,39 +285,61 @@ impl Node {
         }
     }
 
+    /// Closes transaction `id` for commit: what it read (and at which version) and what it
+    /// wrote. Fails if it does not exist or expired.
+    pub fn txn_take(&self, id: &str) -> Result<CommitSet, NodeError> {
+        let uuid = parse_id(id)?;
+        let txns = self.txns();
+        let mut open = txns.open.lock();
+        let txn = open.remove(&uuid).ok_or_else(|| NodeError::TxnNotFound(id.to_string()))?;
+        txns.release(&uuid, &txn);
+        if txn.deadline <= Instant::now() {
+            return Err(NodeError::TxnExpired(id.to_string()));
+        }
+        Ok(CommitSet { reads: txn.reads, writes: txn.writes })
+    }
+
     /// Validates and applies transaction `id` atomically; it is closed either way.
     pub async fn txn_commit(&self, id: &str) -> Result<Vec<(DocKey, super::super::WriteResult)>, NodeError> {
-        let uuid = parse_id(id)?;
-        let txn = {
-            let txns = self.txns();
-            let mut open = txns.open.lock();
-            let txn = open.remove(&uuid).ok_or_else(|| NodeError::TxnNotFound(id.to_string()))?;
-            txns.release(&uuid, &txn);
-            if txn.deadline <= Instant::now() {
-                return Err(NodeError::TxnExpired(id.to_string()));
-            }
-            txn
-        };
-        let keys: BTreeSet<DocKey> = txn.reads.keys().chain(txn.writes.iter().map(|(k, _)| k)).cloned().collect();
-        let reads = txn.reads;
-        let writes = txn.writes;
-        let ((), results) = self
-            .atomic(&keys, |view| {
-                for (key, seen) in &reads {
-                    let current = view.doc(key)?.version();
-                    if &current != seen {
-                        return Err(NodeError::TxnConflict {
-                            key: key.to_string(),
-                            reason: format!("changed from version {seen} to {current} since this transaction read it"),
-                        });
-                    }
-                }
-                for (key, op) in &writes {
-                    view.apply(key, op)?;
-                }
-                Ok(())
-            })
-            .await?;
+        self.txn_commit_set(self.txn_take(id)?).await
+    }
+
+    /// Validates and applies a closed transaction atomically, on this node.
+    pub async fn txn_commit_set(&self, set: CommitSet) -> Result<Vec<(DocKey, super::super::WriteResult)>, NodeError> {
+        let ((), results) = self.atomic(&set.keys(), |view| set.validate_and_apply(view)).await?;
         Ok(results.into_iter().collect())
+    }
+}
+
+/// A closed transaction, ready to commit.
+#[derive(Debug, Clone)]
+pub struct CommitSet {
+    /// The version each document had when the transaction first read it.
+    pub reads: BTreeMap<DocKey, Version>,
+    pub writes: Vec<(DocKey, TxnOp)>,
+}
+
+impl CommitSet {
+    /// Every document the transaction read or wrote.
+    pub fn keys(&self) -> BTreeSet<DocKey> {
+        self.reads.keys().chain(self.writes.iter().map(|(k, _)| k)).cloned().collect()
+    }
+
+    /// Inside an atomic section: fails if a document read has changed since, else applies
+    /// the buffered writes.
+    pub fn validate_and_apply(&self, view: &mut AtomicView<'_>) -> Result<(), NodeError> {
+        for (key, seen) in &self.reads {
+            let current = view.doc(key)?.version();
+            if &current != seen {
+                return Err(NodeError::TxnConflict {
+                    key: key.to_string(),
+                    reason: format!("changed from version {seen} to {current} since this transaction read it"),
+                });
+            }
+        }
+        for (key, op) in &self.writes {
+            view.apply(key, op)?;
+        }
+        Ok(())
     }
 }

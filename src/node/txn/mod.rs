@@ -9,4 +9,4 @@ pub use atomic::{AtomicView, PlannedDoc, PlannedSection, TxnOp};
 pub use compare::{
     changed_entry, run_once, txn_keys, Compare, CompareOp, CompareTarget, OnceOutcome, StepResult, TxnStep,
 };
-pub use interactive::{Transactions, TxnInfo, TxnRead};
+pub use interactive::{CommitSet, Transactions, TxnInfo, TxnRead};

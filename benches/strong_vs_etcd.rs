@@ -16,7 +16,9 @@
 //! level the clients run for a warm-up, then for the measured window; a request counts when it
 //! starts and ends inside the window. The two systems fsync before acknowledging and run on
 //! the same cores as the load driver, so what is compared is the whole path on one machine,
-//! not either server alone.
+//! not either server alone. For the same reason each row also gives the CPU time (user and
+//! system, from `/proc`) the three servers and the load driver used in the measured window,
+//! per put: what each system spends on a write, apart from how the cores were shared.
 //!
 //! Run: `scripts/bench-strong` (installs etcd if needed), or `cargo bench --bench
 //! strong_vs_etcd`. Settings: `BENCH_SECONDS` (measured per level, default 5),
@@ -452,6 +454,10 @@ struct Row {
     p50: Duration,
     p99: Duration,
     errors: u64,
+    /// CPU the three servers used in the measured window, per put, in microseconds.
+    server_us: f64,
+    /// CPU the load driver used in the measured window, per put, in microseconds.
+    driver_us: f64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -462,18 +468,37 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/{pid}/stat`; zero where
+/// that cannot be read. `pid` `None` is this process, the load driver.
+fn cpu_time(pid: Option<u32>) -> Duration {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_string(), |pid| format!("/proc/{pid}/stat"));
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the parenthesised command name start at the state; utime and stime follow
+    // 11 and 12 places later, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 async fn run_level(
     http: &reqwest::Client,
     system: System,
-    urls: &Arc<[String]>,
+    cluster: &Cluster,
     clients: usize,
     settings: &Settings,
 ) -> anyhow::Result<Row> {
     let measure_from = Instant::now() + settings.warmup;
     let until = measure_from + settings.seconds;
     let tasks: Vec<_> = (0..clients)
-        .map(|id| tokio::spawn(client(http.clone(), system, urls.clone(), id, settings.keys, measure_from, until)))
+        .map(|id| {
+            tokio::spawn(client(http.clone(), system, cluster.urls.clone(), id, settings.keys, measure_from, until))
+        })
         .collect();
+    let servers = || cluster.processes.iter().map(|p| cpu_time(Some(p.child.id()))).sum::<Duration>();
+    tokio::time::sleep_until(measure_from.into()).await;
+    let (servers_before, driver_before) = (servers(), cpu_time(None));
+    tokio::time::sleep_until(until.into()).await;
+    let (server_cpu, driver_cpu) = (servers() - servers_before, cpu_time(None) - driver_before);
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
@@ -487,11 +512,14 @@ async fn run_level(
         eprintln!("{} at {clients} clients: {errors} failed requests, the first: {error}", system.label());
     }
     latencies.sort_unstable();
+    let per_put = |cpu: Duration| cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
     Ok(Row {
         puts_per_s: latencies.len() as f64 / settings.seconds.as_secs_f64(),
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         errors,
+        server_us: per_put(server_cpu),
+        driver_us: per_put(driver_cpu),
     })
 }
 
@@ -503,12 +531,14 @@ fn ms(d: Duration) -> f64 {
 
 fn print_row(system: System, clients: usize, row: &Row) {
     println!(
-        "| {:<18} | {clients:>7} | {:>8.0} | {:>8.2} | {:>8.2} | {:>6} |",
+        "| {:<18} | {clients:>7} | {:>8.0} | {:>8.2} | {:>8.2} | {:>6} | {:>19.0} | {:>19.0} |",
         system.label(),
         row.puts_per_s,
         ms(row.p50),
         ms(row.p99),
-        row.errors
+        row.errors,
+        row.server_us,
+        row.driver_us
     );
 }
 
@@ -520,7 +550,7 @@ async fn measure(
     results: &mut Results,
 ) -> anyhow::Result<()> {
     for &clients in &settings.clients {
-        let row = run_level(http, system, &cluster.urls, clients, settings).await?;
+        let row = run_level(http, system, cluster, clients, settings).await?;
         cluster.check_running()?;
         print_row(system, clients, &row);
         results.insert((system, clients), row);
@@ -531,8 +561,12 @@ async fn measure(
 async fn run(settings: &Settings) -> anyhow::Result<Results> {
     let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).tcp_nodelay(true).build()?;
     let mut results = Results::new();
-    println!("| system             | clients |   puts/s | p50 (ms) | p99 (ms) | errors |");
-    println!("|--------------------|---------|----------|----------|----------|--------|");
+    println!(
+        "| system             | clients |   puts/s | p50 (ms) | p99 (ms) | errors | server CPU/put (µs) | driver CPU/put (µs) |"
+    );
+    println!(
+        "|--------------------|---------|----------|----------|----------|--------|---------------------|---------------------|"
+    );
     if settings.systems.contains(&System::Etcd) {
         let mut cluster = start_etcd(&settings.etcd)?;
         wait_etcd_ready(&http, &mut cluster).await?;

@@ -16,6 +16,7 @@ pub mod node;
 pub mod raft;
 pub mod snapshot;
 pub mod storage;
+pub mod strong;
 #[doc(hidden)]
 pub mod testkit;
 

@@ -10,10 +10,12 @@ use serde::Deserialize;
 use serde_json::json;
 use statemesh_protocol::{DocId, Version};
 
+use super::consistency::{self, ConsistencyParams};
 use super::error::ApiError;
 use super::extract;
 use super::AppState;
-use crate::node::{DocSummary, WriteResult};
+use crate::node::{DocSummary, Precondition, TxnOp, WriteResult};
+use crate::strong::StrongWritten;
 
 const JSON_TYPES: &[&str] = &["application/json"];
 const PATCH_TYPES: &[&str] = &["application/merge-patch+json", "application/json"];
@@ -34,11 +36,47 @@ pub(super) fn write_response(result: WriteResult, created_status: bool) -> Respo
     (status, [(header::ETAG, etag(&result.version))], Json(body)).into_response()
 }
 
+fn strong_write_response(written: StrongWritten, created_status: bool) -> Response {
+    let index = written.index;
+    let result = WriteResult { version: written.version, change: written.change, created: written.created };
+    let mut response = write_response(result, created_status);
+    if let Some(index) = index {
+        response.headers_mut().insert(consistency::RAFT_INDEX, HeaderValue::from(index));
+    }
+    response.headers_mut().insert(consistency::CONSISTENCY, HeaderValue::from_static("strong"));
+    response
+}
+
+/// A document write, through Raft or the local eventual path as the request and namespace say.
+async fn write(
+    state: &AppState,
+    key: &statemesh_protocol::DocKey,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
+    op: TxnOp,
+    pre: Precondition,
+    created_status: bool,
+) -> Result<Response, ApiError> {
+    let params = extract::query(params)?;
+    if consistency::write_is_strong(state, key, &params)? {
+        let written = consistency::strong(state)?.write(key, &op, &pre).await?;
+        return Ok(strong_write_response(written, created_status));
+    }
+    let result = match op {
+        TxnOp::Put(json) => state.node.put(key, &json, &pre).await?,
+        TxnOp::Patch(patch) => state.node.patch(key, &patch, &pre).await?,
+        TxnOp::Delete => state.node.delete(key, &pre).await?,
+    };
+    Ok(write_response(result, created_status))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GetParams {
     /// Read the document as of this version.
     at: Option<String>,
+    consistency: Option<String>,
+    max_staleness_ms: Option<u64>,
+    min_version: Option<u64>,
 }
 
 pub async fn get_doc(
@@ -48,16 +86,25 @@ pub async fn get_doc(
 ) -> Result<Response, ApiError> {
     let key = extract::doc_key(path)?;
     let params = extract::query(params)?;
+    let level = ConsistencyParams {
+        consistency: params.consistency,
+        max_staleness_ms: params.max_staleness_ms,
+        min_version: params.min_version,
+    };
+    let stamp = consistency::prepare_read(&state, &level).await?;
     let view = match params.at {
         Some(at) => state.node.get_at(&key, &extract::version(&at, "at")?).await?,
         None => state.node.get(&key).await?,
     };
-    Ok(([(header::ETAG, etag(&view.version))], Json(view.json)).into_response())
+    let mut response = ([(header::ETAG, etag(&view.version))], Json(view.json)).into_response();
+    consistency::stamp_headers(response.headers_mut(), stamp.as_ref());
+    Ok(response)
 }
 
 pub async fn put_doc(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -66,12 +113,13 @@ pub async fn put_doc(
     extract::require_content_type(&headers, JSON_TYPES)?;
     let json = extract::json_body(&body)?;
     let pre = extract::precondition(&headers)?;
-    Ok(write_response(state.node.put(&key, &json, &pre).await?, true))
+    write(&state, &key, params, TxnOp::Put(json), pre, true).await
 }
 
 pub async fn patch_doc(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -80,17 +128,18 @@ pub async fn patch_doc(
     extract::require_content_type(&headers, PATCH_TYPES)?;
     let patch = extract::json_body(&body)?;
     let pre = extract::precondition(&headers)?;
-    Ok(write_response(state.node.patch(&key, &patch, &pre).await?, true))
+    write(&state, &key, params, TxnOp::Patch(patch), pre, true).await
 }
 
 pub async fn delete_doc(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = extract::doc_key(path)?;
     let pre = extract::precondition(&headers)?;
-    Ok(write_response(state.node.delete(&key, &pre).await?, false))
+    write(&state, &key, params, TxnOp::Delete, pre, false).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,6 +4,8 @@
 //! cause to status and stable `code` lives in one place. Client mistakes are 4xx; only the
 //! node's own trouble is 5xx.
 
+use std::borrow::Cow;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,13 +17,14 @@ use crate::node::NodeError;
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    /// Stable, machine-readable; a leader's code is relayed as it sent it.
+    pub code: Cow<'static, str>,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+    pub fn new(status: StatusCode, code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self { status, code: code.into(), message: message.into() }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -42,6 +45,7 @@ impl From<NodeError> for ApiError {
         let (status, code) = match &error {
             NodeError::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
             NodeError::UnknownNamespace(_) => (StatusCode::NOT_FOUND, "unknown_namespace"),
+            NodeError::StrongNamespace(_) => (StatusCode::CONFLICT, "strong_namespace"),
             NodeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             NodeError::VersionMismatch { .. } | NodeError::Precondition(_) => {
                 (StatusCode::PRECONDITION_FAILED, "precondition_failed")

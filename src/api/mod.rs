@@ -4,6 +4,8 @@
 //! shape the response; every failure becomes a JSON error (`error`). The middleware bounds
 //! each request by `api.request_timeout` and records per-route metrics.
 
+mod cluster;
+mod consistency;
 mod docs;
 mod error;
 mod extract;
@@ -26,6 +28,7 @@ pub use error::ApiError;
 
 use crate::config::Config;
 use crate::node::Node;
+use crate::strong::StrongNode;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -35,15 +38,26 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The change feed's delivery default, subscriber bound and long-poll limit.
     pub feed: feed::FeedSettings,
+    /// The strong path, on a node that runs it.
+    pub strong: Option<StrongNode>,
+    pub read_defaults: consistency::ReadDefaults,
 }
 
-/// The complete router for `node` configured by `config`.
+/// The complete router for `node` configured by `config`, without a strong path.
 pub fn router(node: Node, config: &Config) -> Router {
+    router_with(node, config, None)
+}
+
+/// The complete router for `node` configured by `config`, serving strong requests through
+/// `strong` when given.
+pub fn router_with(node: Node, config: &Config, strong: Option<StrongNode>) -> Router {
     let state = AppState {
         node,
         list_limit_max: config.api.list_limit_max,
         request_timeout: config.api.request_timeout,
         feed: feed::FeedSettings::from_config(config),
+        strong,
+        read_defaults: consistency::ReadDefaults::from_config(config),
     };
     let body_limit = usize::try_from(config.api.max_body_bytes).unwrap_or(usize::MAX);
     Router::new()
@@ -55,6 +69,7 @@ pub fn router(node: Node, config: &Config) -> Router {
         .route("/v1/docs/{ns}/{id}/changes", get(docs::get_changes).post(docs::post_changes))
         .merge(history::routes())
         .merge(txn::routes())
+        .merge(cluster::routes())
         .route("/v1/changes", get(feed::changes))
         .route("/v1/status", get(ops::status))
         .route("/v1/peers", get(ops::peers))

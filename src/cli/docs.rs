@@ -97,7 +97,12 @@ pub fn run(node: &str, json: bool, command: Command) -> anyhow::Result<ExitCode>
             Command::History(args) => super::history::history(&client, json, args).await?,
             Command::Rollback(args) => super::history::rollback(&client, json, args).await?,
             Command::Txn(args) => super::history::txn(&client, json, args).await?,
-            Command::Start(_) | Command::Config(_) | Command::Snapshot(_) | Command::Watch(_) | Command::Ready(_) => {
+            Command::Start(_)
+            | Command::Config(_)
+            | Command::Snapshot(_)
+            | Command::Watch(_)
+            | Command::Ready(_)
+            | Command::Cluster(_) => {
                 unreachable!("handled before connecting")
             }
         }

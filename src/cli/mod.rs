@@ -4,6 +4,7 @@
 //! CLI is the API with readable output (or `--json` for scripts). Failures print one clear
 //! line and exit non-zero; nothing prints a backtrace.
 
+mod cluster;
 mod config_cmd;
 mod docs;
 mod history;
@@ -123,6 +124,9 @@ enum Command {
     /// a stopped node's data offline.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// The strong path's Raft cluster: status, init, add-learner, promote, remove.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Follow the change feed: one line per change (--json: the event JSON); reconnects and
     /// resumes after the last change printed.
     Watch(watch::WatchArgs),
@@ -137,6 +141,7 @@ pub fn run() -> ExitCode {
         Command::Snapshot(command) => snapshot::run(&cli.node, cli.json, command),
         Command::Watch(args) => watch::run(&cli.node, cli.json, args),
         Command::Ready(args) => ready::run(&cli.node, cli.json, args),
+        Command::Cluster(command) => cluster::run(&cli.node, cli.json, command),
         command => docs::run(&cli.node, cli.json, command),
     };
     match result {

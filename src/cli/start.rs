@@ -12,9 +12,13 @@ use anyhow::Context;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogFormat, StorageType};
-use crate::net::Network;
+use std::sync::Arc;
+
+use crate::config::{Config, Consensus, LogFormat, StorageType};
+use crate::net::{without_peer_id, Network};
 use crate::node::Node;
+use crate::raft::NodeInfo;
+use crate::strong::{form_cluster, parse_voters, StrongDocs, StrongNode};
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -88,7 +92,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     tracing::info!(node_id = %node.node_id(), %address, data_dir = %config.node.data_dir.display(), "statemesh node ready");
     let network = Network::start(node.clone(), &config).await.context("cannot start replication")?;
-    let router = crate::api::router(node.clone(), &config);
+    let strong = start_strong(&node, &config, &network).await?;
+    let router = crate::api::router_with(node.clone(), &config, strong.clone());
     let snapshots = crate::snapshot::SnapshotSettings::from_config(&config);
     let scheduler = crate::snapshot::Scheduler::spawn(node.clone(), snapshots);
     let stop = stop_signal(node.clone());
@@ -96,6 +101,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if let Some(scheduler) = scheduler {
         // A snapshot in progress finishes before storage is flushed and closed.
         scheduler.stop().await;
+    }
+    if let Some(strong) = strong {
+        if let Err(error) = strong.docs.shutdown().await {
+            tracing::warn!(%error, "the strong path did not stop cleanly");
+        }
     }
     network.shutdown().await;
     match node.shutdown().await {
@@ -105,6 +115,44 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Starts the strong path when `distributed.enabled` (with `consensus: raft`) and, if voters
+/// are configured, forms the cluster in the background.
+async fn start_strong(node: &Node, config: &Config, network: &Network) -> anyhow::Result<Option<StrongNode>> {
+    let distributed = &config.distributed;
+    if !distributed.enabled {
+        return Ok(None);
+    }
+    if distributed.consensus == Consensus::Crdt {
+        tracing::info!("distributed.consensus is crdt: an eventual-only cluster, no strong path");
+        return Ok(None);
+    }
+    let voters = parse_voters(&distributed.voters).map_err(anyhow::Error::msg).context("distributed.voters")?;
+    if !voters.is_empty() && voters.len() != distributed.replication_factor as usize {
+        tracing::warn!(
+            voters = voters.len(),
+            replication_factor = distributed.replication_factor,
+            "distributed.voters lists another number of voters than distributed.replication_factor"
+        );
+    }
+    let me = NodeInfo::new(node.node_id().to_string(), advertised(network.listen_addrs()));
+    let docs = StrongDocs::start(node.clone(), config, me.clone(), network.raft_transport())
+        .await
+        .context("cannot start the strong path")?;
+    network.serve_raft(Arc::new(docs.path().clone()));
+    if voters.is_empty() {
+        tracing::info!("no distributed.voters: waiting for `statemesh cluster init` or to be added as a learner");
+    } else {
+        tokio::spawn(form_cluster(docs.clone(), voters.clone(), me.clone(), network.address_book()));
+    }
+    Ok(Some(StrongNode { docs, me, book: network.address_book(), voters }))
+}
+
+/// The address other members are told to reach this node at: the first bound address,
+/// without its `/p2p/` suffix.
+fn advertised(listen: &[libp2p::Multiaddr]) -> String {
+    listen.first().map(|addr| without_peer_id(addr).to_string()).unwrap_or_default()
 }
 
 /// Resolves on SIGINT, SIGTERM, or a storage failure.

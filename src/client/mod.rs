@@ -4,6 +4,7 @@
 //! grows, the CLI and the tests cannot drift apart. Each feature area adds its calls in a
 //! file of its own here (`impl Client` blocks) on top of the shared request plumbing.
 
+mod cluster;
 pub mod feed;
 mod history;
 mod snapshots;
@@ -14,6 +15,8 @@ use std::time::Duration;
 use reqwest::{header, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use cluster::{ReadOptions, Stamp};
 
 /// The address `statemesh start` listens on by default.
 pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:7700";

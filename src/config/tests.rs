@@ -207,6 +207,13 @@ fn partial_file_keeps_defaults_for_the_rest() {
 }
 
 #[test]
+fn a_log_entry_bound_for_bounded_reads_is_refused_with_the_alternative() {
+    let error = Config::from_yaml_str("distributed:\n  max_lag: 64\n", "c.yaml").expect_err("refused");
+    let message = error.to_string();
+    assert!(message.contains("distributed.max_lag") && message.contains("max_staleness_ms"), "{message}");
+}
+
+#[test]
 fn empty_file_is_the_default_config() {
     let config = Config::from_yaml_str("# nothing here\n", "c.yaml").expect("ok");
     assert_eq!(config, Config::default());
@@ -219,7 +226,7 @@ fn to_yaml_round_trips_through_from_yaml_str() {
     config.storage.path = Some("/var/lib/statemesh/db".into());
     config.p2p.gossip_batch_window = Duration::ZERO;
     config.history.retention = Duration::from_millis(1500);
-    config.distributed.max_lag = Some(64);
+    config.distributed.max_staleness_ms = 250;
     config.security.psk = Some("ab".repeat(32));
     config.namespaces.declared.insert(
         "orders".to_owned(),

@@ -144,11 +144,17 @@ fn distributed(c: &mut Checks, config: &Config) {
     }
     c.range("distributed.replication_factor", d.replication_factor, 1..=15);
     for (i, voter) in d.voters.iter().enumerate() {
-        if !voter.starts_with('/') && PeerId::from_str(voter).is_err() {
+        if voter.parse::<libp2p::Multiaddr>().is_err() && PeerId::from_str(voter).is_err() {
             c.fail(format!("distributed.voters[{i}]"), format!("`{voter}` is neither a peer id nor a multiaddr"));
         }
     }
     c.duration("distributed.request_timeout", d.request_timeout, Duration::from_millis(10)..=Duration::from_secs(60));
+    if d.max_lag.is_some() {
+        c.fail(
+            "distributed.max_lag",
+            "a bound in log entries is not supported; bound bounded reads in time with max_staleness_ms",
+        );
+    }
 }
 
 fn namespaces(c: &mut Checks, config: &Config) {

@@ -1,7 +1,10 @@
 //! Keeping connections to the bootstrap peers: dial at start, redial with exponential
 //! backoff (capped by `p2p.reconnect_backoff_max`) whenever a connection fails or closes.
+//!
+//! The dialer also learns who answers at each address ([`AddressBook`]): the strong path's
+//! voters may be configured by address alone, and their peer ids are what Raft needs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use libp2p::swarm::ConnectionId;
@@ -28,7 +31,20 @@ struct Target {
     addr: Multiaddr,
     state: State,
     backoff: Duration,
+    /// The peer that last answered at this address.
+    answered: Option<PeerId>,
 }
+
+/// Who answered at a dialed address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// This node itself.
+    Own,
+    Peer(PeerId),
+}
+
+/// Dialed addresses (as configured) and who answered there, last known.
+pub type AddressBook = BTreeMap<String, Answered>;
 
 #[derive(Debug)]
 pub struct Dialer {
@@ -41,9 +57,17 @@ impl Dialer {
     pub fn new(addrs: Vec<Multiaddr>, backoff_max: Duration, now: Instant) -> Self {
         let targets = addrs
             .into_iter()
-            .map(|addr| Target { addr, state: State::Waiting { at: now }, backoff: BACKOFF_MIN })
+            .map(|addr| Target { addr, state: State::Waiting { at: now }, backoff: BACKOFF_MIN, answered: None })
             .collect();
         Self { targets, by_connection: HashMap::new(), backoff_max: backoff_max.max(BACKOFF_MIN) }
+    }
+
+    /// Addresses that are this node's own listen addresses are never dialed (and the address
+    /// book says so at once).
+    pub fn mark_own(&mut self, own: &[Multiaddr]) {
+        for target in self.targets.iter_mut().filter(|t| own.contains(&t.addr)) {
+            target.state = State::Own;
+        }
     }
 
     /// Addresses to dial now; the caller reports each dial's connection id with [`Dialer::dialing`].
@@ -79,7 +103,23 @@ impl Dialer {
         if let Some(target) = self.by_connection.get(&connection).and_then(|i| self.targets.get_mut(*i)) {
             target.state = State::Connected { peer };
             target.backoff = BACKOFF_MIN;
+            target.answered = Some(peer);
         }
+    }
+
+    /// Who answered at each address so far.
+    pub fn book(&self) -> AddressBook {
+        self.targets
+            .iter()
+            .filter_map(|target| {
+                let answered = match (&target.state, target.answered) {
+                    (State::Own, _) => Answered::Own,
+                    (_, Some(peer)) => Answered::Peer(peer),
+                    _ => return None,
+                };
+                Some((target.addr.to_string(), answered))
+            })
+            .collect()
     }
 
     /// The dial reached this node itself.

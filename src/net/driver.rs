@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::admission::Offenders;
 use super::behaviour::{Behaviour, BehaviourEvent};
-use super::dialer::Dialer;
+use super::dialer::{AddressBook, Dialer};
 use super::peers::PeerTable;
 use super::raft_transport::{transport_error, HandlerSlot, NetCommand};
 use crate::identity::node_id_of as node_id;
@@ -72,6 +72,10 @@ pub struct DriverParts {
     pub raft_handler: HandlerSlot,
     /// Taken before the replica read the node's version vector, so no commit falls between.
     pub local_records: broadcast::Receiver<Arc<ChangeRecord>>,
+    /// Records the strong path stored, likewise taken before the version vector was read.
+    pub stored_records: broadcast::Receiver<Arc<Vec<ChangeId>>>,
+    /// Where who answered at each bootstrap address is published.
+    pub address_book: watch::Sender<AddressBook>,
 }
 
 pub struct Driver {
@@ -94,6 +98,8 @@ pub struct Driver {
     completions_tx: mpsc::Sender<Completion>,
     completions_rx: mpsc::Receiver<Completion>,
     local_records: Option<broadcast::Receiver<Arc<ChangeRecord>>>,
+    stored_records: Option<broadcast::Receiver<Arc<Vec<ChangeId>>>>,
+    address_book: watch::Sender<AddressBook>,
     gossip_buffer: Vec<ChangeRecord>,
     gossip_window: Duration,
     gossip_due: Option<Instant>,
@@ -112,6 +118,8 @@ impl Driver {
         Self {
             metrics: parts.node.metrics().clone(),
             local_records: Some(parts.local_records),
+            stored_records: Some(parts.stored_records),
+            address_book: parts.address_book,
             node: parts.node,
             swarm: parts.swarm,
             replica: parts.replica,
@@ -152,6 +160,7 @@ impl Driver {
                 Some(done) = self.completions_rx.recv() => self.on_completion(done),
                 Some(command) = self.commands.recv() => self.on_command(command),
                 record = recv_local(&mut self.local_records) => self.on_local_record(record),
+                stored = recv_local(&mut self.stored_records) => self.on_stored_records(stored),
                 _ = tokio::time::sleep_until(gossip_due.unwrap_or(timer).into()), if gossip_due.is_some() => {
                     self.flush_gossip();
                 }
@@ -170,6 +179,15 @@ impl Driver {
             }
         }
         tracing::info!("replication stopped");
+    }
+
+    fn publish_address_book(&self) {
+        let book = self.dialer.book();
+        self.address_book.send_if_modified(|current| {
+            let changed = *current != book;
+            *current = book;
+            changed
+        });
     }
 
     fn now_ms(&self) -> i64 {
@@ -288,6 +306,19 @@ impl Driver {
         }
     }
 
+    /// The strong path stored records of the cluster's origin: they count as held.
+    fn on_stored_records(&mut self, stored: Result<Arc<Vec<ChangeId>>, broadcast::error::RecvError>) {
+        match stored {
+            Ok(ids) => {
+                self.input(Input::StoredLocally(ids.to_vec()));
+                self.node.set_replicated_vv(self.replica.version_vector());
+            }
+            // Missed ones are fetched (and found held) through anti-entropy.
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => self.stored_records = None,
+        }
+    }
+
     fn flush_gossip(&mut self) {
         self.gossip_due = None;
         if !self.gossip_buffer.is_empty() {
@@ -399,6 +430,7 @@ impl Driver {
                     return;
                 }
                 self.dialer.connected(connection_id, peer_id);
+                self.publish_address_book();
                 if num_established.get() == 1 {
                     tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), "peer connected");
                     self.peers.connected(peer_id, endpoint.get_remote_address().clone(), crate::clock::now_ms());
@@ -419,6 +451,7 @@ impl Driver {
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
                 if matches!(error, DialError::LocalPeerId { .. }) {
                     self.dialer.own_address(connection_id);
+                    self.publish_address_book();
                 } else {
                     tracing::debug!(%error, "dial failed");
                     self.dialer.ended(connection_id, Instant::now());
@@ -600,9 +633,7 @@ impl Driver {
     }
 }
 
-async fn recv_local(
-    rx: &mut Option<broadcast::Receiver<Arc<ChangeRecord>>>,
-) -> Result<Arc<ChangeRecord>, broadcast::error::RecvError> {
+async fn recv_local<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Result<T, broadcast::error::RecvError> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

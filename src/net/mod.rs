@@ -33,6 +33,7 @@ use crate::node::Node;
 use crate::raft::RaftTransport;
 use behaviour::BehaviourSettings;
 use dialer::Dialer;
+pub use dialer::{AddressBook, Answered};
 use driver::{Driver, DriverParts};
 pub use raft_transport::RaftHandler;
 use raft_transport::{HandlerSlot, Libp2pRaftTransport, RAFT_COMMANDS_CAPACITY};
@@ -58,6 +59,15 @@ pub enum NetError {
     Listen { address: String, reason: String },
 }
 
+/// `addr` without a trailing `/p2p/<peer id>`.
+pub fn without_peer_id(addr: &Multiaddr) -> Multiaddr {
+    let mut addr = addr.clone();
+    if matches!(addr.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
+}
+
 /// The running replication layer.
 pub struct Network {
     stop: watch::Sender<bool>,
@@ -65,6 +75,7 @@ pub struct Network {
     listen_addrs: Vec<Multiaddr>,
     raft_transport: Libp2pRaftTransport,
     raft_handler: HandlerSlot,
+    address_book: watch::Receiver<AddressBook>,
 }
 
 impl Network {
@@ -96,14 +107,25 @@ impl Network {
             .subscribe(&topic)
             .map_err(|e| NetError::Setup(format!("gossip subscription: {e}")))?;
         let listen_addrs = listen(&mut swarm, &p2p.listen).await?;
-        let bootstrap = p2p
+        let mut bootstrap = p2p
             .bootstrap
             .iter()
             .map(|a| a.parse::<Multiaddr>().map_err(|e| NetError::Setup(format!("p2p.bootstrap `{a}`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        // Voters listed by address are dialed too: formation must learn who answers there.
+        if config.distributed.enabled {
+            for voter in &config.distributed.voters {
+                if let Ok(addr) = voter.parse::<Multiaddr>() {
+                    if !bootstrap.contains(&addr) {
+                        bootstrap.push(addr);
+                    }
+                }
+            }
+        }
         // Subscribe first: every commit is then either in the version vector read next or
         // reported through the subscription.
         let local_records = node.subscribe_local_records();
+        let stored_records = node.subscribe_stored_records();
         let replica = Replica::new(
             node.node_id().clone(),
             node.version_vector(),
@@ -117,6 +139,10 @@ impl Network {
         );
         let (commands_tx, commands) = tokio::sync::mpsc::channel(RAFT_COMMANDS_CAPACITY);
         let raft_handler = HandlerSlot::default();
+        let mut dialer = Dialer::new(bootstrap, p2p.reconnect_backoff_max, Instant::now());
+        let own: Vec<Multiaddr> = listen_addrs.iter().map(without_peer_id).collect();
+        dialer.mark_own(&own);
+        let (address_book, address_book_rx) = watch::channel(dialer.book());
         let driver = Driver::new(DriverParts {
             node: node.clone(),
             swarm,
@@ -126,15 +152,24 @@ impl Network {
             wire_limits: WireLimits { message_bytes_max: sync_message_bytes },
             page_bytes: max_message_bytes / 2,
             gossip_window: p2p.gossip_batch_window,
-            dialer: Dialer::new(bootstrap, p2p.reconnect_backoff_max, Instant::now()),
+            dialer,
             commands,
             raft_handler: raft_handler.clone(),
             local_records,
+            stored_records,
+            address_book,
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(driver.run(stopped));
         tracing::info!(peer_id = %node.node_id(), addresses = ?listen_addrs, "replication started");
-        Ok(Self { stop, task, listen_addrs, raft_transport: Libp2pRaftTransport::new(commands_tx), raft_handler })
+        Ok(Self {
+            stop,
+            task,
+            listen_addrs,
+            raft_transport: Libp2pRaftTransport::new(commands_tx),
+            raft_handler,
+            address_book: address_book_rx,
+        })
     }
 
     /// The strong path's transport over this network.
@@ -150,6 +185,11 @@ impl Network {
     /// The addresses actually bound (port 0 resolved), each ending in `/p2p/<peer id>`.
     pub fn listen_addrs(&self) -> &[Multiaddr] {
         &self.listen_addrs
+    }
+
+    /// Who answered at each dialed bootstrap (or voter) address, as it becomes known.
+    pub fn address_book(&self) -> watch::Receiver<AddressBook> {
+        self.address_book.clone()
     }
 
     /// Stops replication and closes every connection.

@@ -71,7 +71,7 @@ impl RaftTransport for Libp2pRaftTransport {
             self.commands
                 .send(NetCommand::RaftCall { peer, addr, request, reply })
                 .await
-                .map_err(|_| TransportError::Failed("the network has stopped".to_string()))?;
+                .map_err(|_| TransportError::Unreachable("this node's network has stopped".to_string()))?;
             answer.await.map_err(|_| TransportError::Failed("the network dropped the call".to_string()))?
         };
         tokio::time::timeout(timeout, call).await.map_err(|_| TransportError::Timeout(timeout))?

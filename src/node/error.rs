@@ -14,6 +14,11 @@ pub enum NodeError {
     InvalidId(#[from] IdError),
     #[error("namespace `{0}` is not declared (namespaces.strict is on)")]
     UnknownNamespace(String),
+    #[error(
+        "namespace `{0}` is strong: it accepts only writes committed through Raft \
+         (send them with ?consistency=strong to a node with distributed.enabled)"
+    )]
+    StrongNamespace(String),
     #[error("document {0} does not exist")]
     NotFound(String),
     #[error("precondition failed: the document is at version {current}, not {expected}")]

@@ -23,6 +23,7 @@ mod replication_view;
 mod retention;
 mod snapshot_ops;
 mod state_transfer;
+mod strong_apply;
 mod txn;
 mod vv_store;
 mod write_path;
@@ -57,8 +58,13 @@ pub use remote_apply::RemoteApply;
 pub use replication_view::PeerInfo;
 use retention::{log_floor_key, Retention, FEED_FLOOR_KEY};
 pub use state_transfer::DocsPage;
+pub use strong_apply::{CommittedDoc, Plan, PlannedChange};
 pub use txn::{Compare, CompareOp, CompareTarget, OnceOutcome, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep};
 use vv_store::{load_version_vector, vv_key};
+
+/// Batches of stored-record ids waiting for replication; a subscriber that falls further
+/// behind relies on anti-entropy instead.
+const STORED_RECORDS_CAPACITY: usize = 1024;
 
 /// A whole saved document replaces the appended tail once the tail outgrows this or the save.
 const COMPACT_TAIL_BYTES_MIN: usize = 8 * 1024;
@@ -175,6 +181,8 @@ struct Inner {
     transactions: txn::Transactions,
     /// Connected peers, as the replication layer last reported them.
     peers: Mutex<Vec<PeerInfo>>,
+    /// Ids of records of other origins stored outside replication, once durable.
+    stored_records: tokio::sync::broadcast::Sender<Arc<Vec<ChangeId>>>,
 }
 
 /// A running node. Cheap to clone; all clones share the node.
@@ -265,6 +273,7 @@ impl Node {
                 feed_floor,
                 transactions: txn::Transactions::new(&config.concurrency),
                 peers: Mutex::new(Vec::new()),
+                stored_records: tokio::sync::broadcast::Sender::new(STORED_RECORDS_CAPACITY),
             }),
         })
     }
@@ -277,6 +286,11 @@ impl Node {
         &self.inner.identity
     }
 
+    /// The node's storage (the strong path keeps its families there too).
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
@@ -284,6 +298,11 @@ impl Node {
     /// Whether the node accepts work (not stopping, storage healthy).
     pub fn is_ready(&self) -> bool {
         self.inner.sequencer.durable().failed.is_none() && self.inner.committer.lock().is_some()
+    }
+
+    /// Whether `namespace` is strong (writes only through Raft).
+    pub fn is_strong_namespace(&self, namespace: &Namespace) -> Result<bool, NodeError> {
+        self.inner.namespaces.is_strong(namespace)
     }
 
     // ---- writes ----

@@ -9,7 +9,7 @@ use serde_json::Value;
 use statemesh_protocol::Namespace;
 
 use super::NodeError;
-use crate::config::{NamespacePolicy, NamespacesConfig};
+use crate::config::{NamespaceConsistency, NamespacePolicy, NamespacesConfig};
 
 /// A namespace policy with its schema compiled.
 pub struct NamespaceRules {
@@ -126,6 +126,21 @@ impl Namespaces {
             None if self.strict => Err(NodeError::UnknownNamespace(namespace.to_string())),
             None => Ok(&self.defaults),
         }
+    }
+
+    /// The rules for a local (eventual) write to `namespace`: refused in a strong namespace,
+    /// which takes only writes committed through Raft.
+    pub fn writable(&self, namespace: &Namespace) -> Result<&NamespaceRules, NodeError> {
+        let rules = self.rules(namespace)?;
+        if rules.policy.consistency == NamespaceConsistency::Strong {
+            return Err(NodeError::StrongNamespace(namespace.to_string()));
+        }
+        Ok(rules)
+    }
+
+    /// Whether `namespace` is a strong namespace.
+    pub fn is_strong(&self, namespace: &Namespace) -> Result<bool, NodeError> {
+        Ok(self.rules(namespace)?.policy.consistency == NamespaceConsistency::Strong)
     }
 
     /// Declared namespace names.

@@ -92,7 +92,7 @@ impl Node {
     }
 
     /// Whether this node already stores a record under the same `(origin, seq)`.
-    fn compare_with_held(&self, record: &ChangeRecord) -> Result<Held, NodeError> {
+    pub(super) fn compare_with_held(&self, record: &ChangeRecord) -> Result<Held, NodeError> {
         let Some(bytes) = self.inner.storage.get(Family::ChangeLog, &log_key(&record.id.origin, record.id.seq))? else {
             return Ok(Held::No);
         };
@@ -173,7 +173,7 @@ impl Node {
     }
 }
 
-enum Held {
+pub(super) enum Held {
     No,
     Same,
     Different,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use statemesh_protocol::{ChangeRecord, VersionVector};
+use statemesh_protocol::{ChangeId, ChangeRecord, VersionVector};
 use tokio::sync::broadcast;
 
 use super::Node;
@@ -29,6 +29,12 @@ impl Node {
     /// This node's own change records, in seq order, as they become durable.
     pub fn subscribe_local_records(&self) -> broadcast::Receiver<Arc<ChangeRecord>> {
         self.inner.sequencer.subscribe_local_records()
+    }
+
+    /// Records of other origins that this node stored outside replication (the strong path's
+    /// committed changes), as they become durable.
+    pub fn subscribe_stored_records(&self) -> broadcast::Receiver<Arc<Vec<ChangeId>>> {
+        self.inner.stored_records.subscribe()
     }
 
     /// Records what replication has made durable from other origins.

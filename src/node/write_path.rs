@@ -41,7 +41,7 @@ impl Node {
         op: impl FnOnce(&mut Document, &NamespaceRules, i64, &mut Option<usize>) -> Result<WriteOutcome, NodeError>,
     ) -> Result<WriteResult, NodeError> {
         let inner = &self.inner;
-        let rules = inner.namespaces.rules(&key.namespace)?;
+        let rules = inner.namespaces.writable(&key.namespace)?;
         let _permit = inner.inflight.acquire().await.map_err(|_| NodeError::ShuttingDown)?;
         let entry = inner.cache.entry(key, inner.sequencer.durable().pos);
         let (result, wait_for) = {

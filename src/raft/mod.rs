@@ -21,6 +21,7 @@
 //! caller retries idempotently or reads to find out).
 
 mod config;
+mod forward;
 mod kv_applier;
 mod log_store;
 mod loopback;
@@ -42,6 +43,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 pub use config::{RaftConfigError, RaftSettings};
+pub use forward::{ForwardHandler, Route};
 pub use kv_applier::{KvApplier, KvOp, KvOutcome, Register, KV_COMMAND_KIND};
 pub use loopback::{LoopbackNet, LoopbackTransport};
 pub use network::{RaftTransport, TransportError};
@@ -167,6 +169,8 @@ struct Inner {
     settings: RaftSettings,
     transport: Arc<dyn RaftTransport>,
     max_rpc_bytes: usize,
+    /// Answers requests other members forward to this node while it leads.
+    forward_handler: std::sync::OnceLock<Arc<dyn ForwardHandler>>,
 }
 
 /// The running strong path of one node. Cheap to clone; clones share the node.
@@ -221,7 +225,8 @@ impl StrongPath {
         let state_machine = StateMachine::open(storage, applier)?;
         let raft = Raft::new(id, Arc::new(config), network, log_store, state_machine).await.map_err(stopped)?;
         tracing::info!(raft_id = id, peer = %me.peer_id, "strong path started");
-        Ok(Self { inner: Arc::new(Inner { id, me, raft, settings, transport, max_rpc_bytes }) })
+        let forward_handler = std::sync::OnceLock::new();
+        Ok(Self { inner: Arc::new(Inner { id, me, raft, settings, transport, max_rpc_bytes, forward_handler }) })
     }
 
     /// This node's Raft id.
@@ -552,6 +557,7 @@ impl StrongPath {
             RaftRpc::Vote(request) => RaftReply::Vote(raft.vote(request).await),
             RaftRpc::InstallSnapshot(request) => RaftReply::InstallSnapshot(raft.install_snapshot(request).await),
             RaftRpc::ReadIndex => RaftReply::ReadIndex(self.serve_read_index().await),
+            RaftRpc::Forward(request) => RaftReply::Forwarded(self.serve_forwarded(request).await),
         };
         network::encode(&reply)
     }

@@ -66,6 +66,8 @@ pub(crate) enum RaftRpc {
     /// A follower asks the leader for a read index (Raft §6.4) to serve a linearizable read
     /// locally once it has applied that far.
     ReadIndex,
+    /// A member hands the leader a request of the node's own (see `forward.rs`).
+    Forward(Vec<u8>),
 }
 
 /// A request and the Raft id it is meant for.
@@ -91,6 +93,8 @@ pub(crate) enum RaftReply {
     Vote(Result<VoteResponse<RaftNodeId>, RaftError<RaftNodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<RaftNodeId>, RaftError<RaftNodeId, InstallSnapshotError>>),
     ReadIndex(Result<Option<LogId>, ReadIndexRefusal>),
+    /// The forward handler's answer, or why the request was not handled.
+    Forwarded(Result<Vec<u8>, String>),
     /// The message could not be acted on at all (wrong target, bad encoding, stopped node).
     Refused(String),
 }
@@ -209,8 +213,15 @@ pub(crate) async fn exchange(
     }
 }
 
-/// A failed exchange as seen outside this module: only its description.
+/// A failed exchange as seen outside this module: its description, and whether the request
+/// certainly never reached the peer.
 pub(crate) struct CallFailureView(CallFailure);
+
+impl CallFailureView {
+    pub(crate) fn never_sent(&self) -> bool {
+        matches!(self.0, CallFailure::Unreachable(_))
+    }
+}
 
 impl std::fmt::Display for CallFailureView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

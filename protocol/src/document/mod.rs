@@ -88,6 +88,14 @@ impl Document {
         Ok(Self::from_automerge(doc.with_actor(actor)))
     }
 
+    /// The same document, writing from now on as `actor`. The strong path computes its
+    /// changes on such a copy, as the cluster's own actor, so every leader continues one
+    /// chain of changes.
+    pub fn with_actor(mut self, actor: ActorId) -> Self {
+        self.doc.set_actor(actor);
+        self
+    }
+
     /// The compact whole-document encoding.
     pub fn save(&self) -> Vec<u8> {
         self.doc.save()

@@ -68,6 +68,10 @@ pub enum Input {
     /// This node's own log holds every seq up to this one (for commits the shell could not
     /// report one by one, e.g. after falling behind); nothing is gossiped for them.
     LocalDurable(Seq),
+    /// Records of another origin that this node stored by another path (the strong path
+    /// logs the records it commits under the cluster's origin itself) are durable. They
+    /// count as held, so the version vector covers them once their origin is contiguous.
+    StoredLocally(Vec<ChangeId>),
     PeerConnected(NodeId),
     PeerDisconnected(NodeId),
     /// The timer set by [`Effect::SetTimer`] fired (extra ticks are harmless).
@@ -213,6 +217,7 @@ impl Replica {
                 let me = self.me.clone();
                 self.vv.advance(&me, seq);
             }
+            Input::StoredLocally(ids) => self.stored_locally(ids),
             Input::PeerConnected(peer) => {
                 if peer != self.me {
                     self.peers.entry(peer.clone()).or_default();
@@ -393,6 +398,20 @@ impl Replica {
 
     /// Drops held records the version vector now covers and advances over the contiguous
     /// rest.
+    fn stored_locally(&mut self, ids: Vec<ChangeId>) {
+        for id in ids {
+            if id.origin == self.me || id.seq <= self.vv.get(&id.origin) {
+                continue;
+            }
+            // Beyond the bound, anti-entropy fetches them again later (finding them held).
+            if self.held_records() + self.applying.len() >= self.config.held_records_max {
+                break;
+            }
+            self.held.entry(id.origin).or_default().insert(id.seq);
+        }
+        self.absorb_held();
+    }
+
     fn absorb_held(&mut self) {
         let vv = &mut self.vv;
         self.held.retain(|origin, seqs| {

@@ -289,3 +289,21 @@ fn records_claiming_our_own_unwritten_seqs_are_rejected() {
     assert!(matches!(&effects[..], [Effect::Reject { .. }]));
     assert_eq!(replica.applying_records(), 0);
 }
+
+#[test]
+fn records_stored_by_another_path_count_once_contiguous() {
+    let me = node(0);
+    let cluster = node(7);
+    let mut replica = Replica::new(me.clone(), VersionVector::new(), ReplicaConfig::default());
+    let mut rng = Rng::new(11);
+    let id = |seq| ChangeId { origin: cluster.clone(), seq };
+    replica.handle(0, &mut rng, Input::StoredLocally(vec![id(2), id(3)]));
+    assert_eq!(replica.version_vector().get(&cluster), 0, "a gap at seq 1 keeps the vector back");
+    assert_eq!(replica.held_records(), 2);
+    replica.handle(1, &mut rng, Input::StoredLocally(vec![id(1)]));
+    assert_eq!(replica.version_vector().get(&cluster), 3);
+    assert_eq!(replica.held_records(), 0);
+    // Our own origin is never advanced this way.
+    replica.handle(2, &mut rng, Input::StoredLocally(vec![ChangeId { origin: me.clone(), seq: 1 }]));
+    assert_eq!(replica.version_vector().get(&me), 0);
+}

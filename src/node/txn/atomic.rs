@@ -13,7 +13,7 @@ use serde_json::Value;
 use statemesh_protocol::{ChangeKind, DocKey, Document, WriteOutcome};
 
 use super::super::doc_cache::DocEntry;
-use super::super::{Node, NodeError, WriteResult};
+use super::super::{NamespaceRules, Node, NodeError, WriteResult};
 use crate::clock::now_ms;
 
 /// One write inside a transaction.
@@ -25,7 +25,7 @@ pub enum TxnOp {
 }
 
 impl TxnOp {
-    fn kind(&self) -> ChangeKind {
+    pub fn kind(&self) -> ChangeKind {
         match self {
             TxnOp::Put(_) => ChangeKind::Put,
             TxnOp::Patch(_) => ChangeKind::Patch,
@@ -71,32 +71,42 @@ impl AtomicView<'_> {
             self.working.insert(key.clone(), Working { doc, existed, kind: op.kind(), changes: Vec::new() });
         }
         let working = self.working.get_mut(key).ok_or_else(|| NodeError::NotFound(key.to_string()))?;
-        let now = self.now;
-        let outcome: WriteOutcome = match op {
-            TxnOp::Put(body) => {
-                if !body.is_object() {
-                    return Err(statemesh_protocol::DocError::RootNotObject.into());
-                }
-                rules.check(&key.namespace, body)?;
-                working.doc.put(body, now)?
-            }
-            TxnOp::Patch(patch) => {
-                if !patch.is_object() {
-                    return Err(statemesh_protocol::DocError::RootNotObject.into());
-                }
-                rules.check(&key.namespace, &working.doc.preview_merge_patch(patch))?;
-                working.doc.merge_patch(patch, now)?
-            }
-            TxnOp::Delete => {
-                if !working.doc.exists() {
-                    return Err(NodeError::NotFound(key.to_string()));
-                }
-                working.doc.delete(now)?
-            }
-        };
+        let outcome = apply_op(&mut working.doc, key, op, rules, self.now)?;
         working.kind = op.kind();
         working.changes.extend(outcome.changes);
         Ok(())
+    }
+}
+
+/// Applies `op` to `doc` (the document `key`) after checking the namespace's rules.
+pub(crate) fn apply_op(
+    doc: &mut Document,
+    key: &DocKey,
+    op: &TxnOp,
+    rules: &NamespaceRules,
+    now: i64,
+) -> Result<WriteOutcome, NodeError> {
+    match op {
+        TxnOp::Put(body) => {
+            if !body.is_object() {
+                return Err(statemesh_protocol::DocError::RootNotObject.into());
+            }
+            rules.check(&key.namespace, body)?;
+            Ok(doc.put(body, now)?)
+        }
+        TxnOp::Patch(patch) => {
+            if !patch.is_object() {
+                return Err(statemesh_protocol::DocError::RootNotObject.into());
+            }
+            rules.check(&key.namespace, &doc.preview_merge_patch(patch))?;
+            Ok(doc.merge_patch(patch, now)?)
+        }
+        TxnOp::Delete => {
+            if !doc.exists() {
+                return Err(NodeError::NotFound(key.to_string()));
+            }
+            Ok(doc.delete(now)?)
+        }
     }
 }
 
@@ -109,7 +119,7 @@ impl Node {
         body: impl FnOnce(&mut AtomicView<'_>) -> Result<T, NodeError>,
     ) -> Result<(T, BTreeMap<DocKey, WriteResult>), NodeError> {
         for key in keys {
-            self.inner.namespaces.rules(&key.namespace)?;
+            self.inner.namespaces.writable(&key.namespace)?;
         }
         let _permit = self.inner.inflight.acquire().await.map_err(|_| NodeError::ShuttingDown)?;
         let durable_pos = self.inner.sequencer.durable().pos;

@@ -250,7 +250,7 @@ impl Node {
     /// Buffers a write in transaction `id`.
     pub async fn txn_write(&self, id: &str, key: &DocKey, op: TxnOp) -> Result<usize, NodeError> {
         let id = parse_id(id)?;
-        self.inner.namespaces.rules(&key.namespace)?;
+        self.inner.namespaces.writable(&key.namespace)?;
         self.txn_lock(&id, key).await?;
         let snapshot = self.with_txn(&id, |txn| Ok(txn.snapshot))?;
         // Under MVCC a blind write still must not overwrite a change made after the snapshot.

@@ -5,6 +5,7 @@ mod atomic;
 mod compare;
 mod interactive;
 
+pub(crate) use atomic::apply_op;
 pub use atomic::TxnOp;
 pub use compare::{Compare, CompareOp, CompareTarget, OnceOutcome, StepResult, TxnStep};
 pub use interactive::{Transactions, TxnInfo, TxnRead};

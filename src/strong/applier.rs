@@ -1,0 +1,299 @@
+//! The document state machine: applies committed [`StrongCommand`]s to the node.
+//!
+//! Its own state is small and lives in the `raft_meta` family next to openraft's pointers:
+//! the cluster id, how many changes the cluster has logged (the dense sequence of its
+//! change-log origin), and per document the cluster actor's last sequence number and the log
+//! index that wrote it. Everything else is ordinary node state: the changes themselves are
+//! stored and applied like received records, so they reach every node through replication
+//! too, edge nodes included.
+//!
+//! Crash safety: each entry's document changes and bookkeeping form one atomic write, and
+//! openraft's "applied up to" pointer goes last, so after a crash an entry is either entirely
+//! stored or entirely absent. Entries whose writes made it but whose pointer did not are
+//! replayed; a document whose recorded log index is already at or past the entry recognises
+//! the replay and leaves it alone. The batch waits for durability once, at its end.
+//!
+//! Snapshots carry the bookkeeping only. A follower that installs one receives the documents
+//! through replication (the cluster's changes are in every member's change log); until then
+//! it cannot compute a change that the state machine would accept, so it never acts on a
+//! document it does not hold yet.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, NodeId};
+
+use super::command::{AppliedDoc, ClusterId, DocWrite, Outcome, StrongCommand, DOC_COMMAND_KIND};
+use crate::node::{Node, NodeError};
+use crate::raft::{Applier, ApplyEntry, ApplyError, CommandResult};
+use crate::storage::{codec, key_after, BatchOp, Family, StorageError};
+
+const CLUSTER_KEY: &[u8] = b"sd/cluster";
+const COUNT_KEY: &[u8] = b"sd/count";
+const DOC_PREFIX: &[u8] = b"sd/doc/";
+/// Every key of this state machine starts so (what a snapshot exports).
+const PREFIX: &[u8] = b"sd/";
+
+/// What the state machine knows of one document.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct DocState {
+    /// The cluster actor's last sequence number in this document.
+    seq: u64,
+    /// The log index of the entry that wrote it.
+    index: u64,
+}
+
+fn doc_key(doc: &DocKey) -> Vec<u8> {
+    let mut key = DOC_PREFIX.to_vec();
+    key.extend(doc.to_storage_key());
+    key
+}
+
+/// The state every entry reads and advances.
+#[derive(Debug, Default)]
+struct Machine {
+    cluster: Option<ClusterId>,
+    /// Changes logged under the cluster's origin so far.
+    count: u64,
+}
+
+/// The node's [`Applier`].
+pub struct DocApplier {
+    node: Node,
+    machine: Mutex<Machine>,
+}
+
+fn storage_error(error: NodeError) -> ApplyError {
+    match error {
+        NodeError::Storage(e) => ApplyError::Storage(e),
+        other => ApplyError::Invalid(other.to_string()),
+    }
+}
+
+impl DocApplier {
+    pub fn open(node: Node) -> Result<Self, StorageError> {
+        let machine = load_machine(&node)?;
+        Ok(Self { node, machine: Mutex::new(machine) })
+    }
+
+    /// The cluster's id, once a command has named it.
+    pub fn cluster(&self) -> Option<ClusterId> {
+        self.machine.lock().cluster
+    }
+
+    fn doc_state(&self, doc: &DocKey, batch: &HashMap<DocKey, DocState>) -> Result<DocState, ApplyError> {
+        if let Some(state) = batch.get(doc) {
+            return Ok(*state);
+        }
+        match self.node.storage().get(Family::RaftMeta, &doc_key(doc))? {
+            Some(bytes) => Ok(codec::decode(&bytes, "strong document state")?),
+            None => Ok(DocState::default()),
+        }
+    }
+
+    /// Checks a write command against the state machine: `Ok(Ok(Some(states)))` to apply it
+    /// (the documents' new states), `Ok(Ok(None))` for a replay of an entry already stored,
+    /// `Ok(Err(outcome))` for a refusal. `Err` is a failure of storage itself.
+    fn check(
+        &self,
+        cluster: ClusterId,
+        index: u64,
+        writes: &[DocWrite],
+        batch: &HashMap<DocKey, DocState>,
+    ) -> Result<Result<Option<Vec<DocState>>, Outcome>, ApplyError> {
+        if writes.is_empty() {
+            return Ok(Err(Outcome::Invalid("a write command without writes".to_owned())));
+        }
+        let mut states = Vec::with_capacity(writes.len());
+        for (i, write) in writes.iter().enumerate() {
+            if writes[..i].iter().any(|w| w.doc == write.doc) {
+                return Ok(Err(Outcome::Invalid(format!("document {} is written twice", write.doc))));
+            }
+            let state = self.doc_state(&write.doc, batch)?;
+            if state.index >= index {
+                // Replayed after a crash: this entry's writes are already stored.
+                return Ok(Ok(None));
+            }
+            let change = match automerge::Change::from_bytes(write.change.clone()) {
+                Ok(change) => change,
+                Err(e) => {
+                    let reason = format!("the change for {} is not Automerge: {e}", write.doc);
+                    return Ok(Err(Outcome::Invalid(reason)));
+                }
+            };
+            if change.actor_id() != &cluster.actor() || change.seq() != state.seq + 1 {
+                return Ok(Err(Outcome::Stale { doc: write.doc.clone() }));
+            }
+            states.push(DocState { seq: change.seq(), index });
+        }
+        Ok(Ok(Some(states)))
+    }
+
+    /// Applies one write command. Returns its outcome and the ids it logged.
+    fn apply_write(
+        &self,
+        index: u64,
+        time_ms: i64,
+        writes: Vec<DocWrite>,
+        batch: &mut HashMap<DocKey, DocState>,
+        pending_ops: &mut Vec<BatchOp>,
+        logged: &mut Vec<ChangeId>,
+    ) -> Result<Outcome, ApplyError> {
+        let mut machine = self.machine.lock();
+        let Some(cluster) = machine.cluster else {
+            return Ok(Outcome::Invalid("the cluster has no id yet".to_owned()));
+        };
+        let states = match self.check(cluster, index, &writes, batch)? {
+            Ok(Some(states)) => states,
+            Ok(None) => return Ok(Outcome::Applied(Vec::new())),
+            Err(refusal) => return Ok(refusal),
+        };
+        let origin: NodeId = cluster.origin();
+        let mut ops = std::mem::take(pending_ops);
+        let mut records = Vec::with_capacity(writes.len());
+        let mut seqs = Vec::with_capacity(writes.len());
+        for (write, state) in writes.into_iter().zip(states) {
+            machine.count += 1;
+            ops.push(BatchOp::Put { family: Family::RaftMeta, key: doc_key(&write.doc), value: codec::encode(&state) });
+            batch.insert(write.doc.clone(), state);
+            seqs.push((write.doc.clone(), machine.count));
+            records.push(ChangeRecord {
+                id: ChangeId { origin: origin.clone(), seq: machine.count },
+                doc: write.doc,
+                kind: write.kind,
+                time_ms,
+                changes: vec![write.change],
+            });
+        }
+        ops.push(BatchOp::Put {
+            family: Family::RaftMeta,
+            key: COUNT_KEY.to_vec(),
+            value: codec::encode(&machine.count),
+        });
+        logged.extend(records.iter().map(|r| r.id.clone()));
+        let (docs, _) = self.node.submit_committed(records, ops).map_err(storage_error)?;
+        // `submit_committed` answers in document order, as are `seqs` once sorted.
+        seqs.sort();
+        let applied = seqs
+            .into_iter()
+            .zip(docs)
+            .map(|((doc, seq), result)| AppliedDoc {
+                doc,
+                version: result.version.to_string(),
+                seq,
+                created: result.created,
+            })
+            .collect();
+        Ok(Outcome::Applied(applied))
+    }
+
+    fn apply_one(
+        &self,
+        entry: ApplyEntry,
+        batch: &mut HashMap<DocKey, DocState>,
+        pending_ops: &mut Vec<BatchOp>,
+        logged: &mut Vec<ChangeId>,
+    ) -> Result<Outcome, ApplyError> {
+        if entry.command.kind != DOC_COMMAND_KIND {
+            return Ok(Outcome::Invalid(format!("unknown command kind {}", entry.command.kind)));
+        }
+        let command = match StrongCommand::decode(&entry.command.payload) {
+            Ok(command) => command,
+            Err(e) => return Ok(Outcome::Invalid(e.to_string())),
+        };
+        match command {
+            StrongCommand::SetCluster(id) => {
+                let mut machine = self.machine.lock();
+                if machine.cluster.is_none() {
+                    machine.cluster = Some(id);
+                    pending_ops.push(BatchOp::Put {
+                        family: Family::RaftMeta,
+                        key: CLUSTER_KEY.to_vec(),
+                        value: codec::encode(&id),
+                    });
+                    tracing::info!(cluster = %id.origin(), "the strong path's cluster is named");
+                }
+                Ok(Outcome::Cluster(machine.cluster.unwrap_or(id)))
+            }
+            StrongCommand::Write { time_ms, writes } => {
+                self.apply_write(entry.position.index, time_ms, writes, batch, pending_ops, logged)
+            }
+        }
+    }
+}
+
+fn load_machine(node: &Node) -> Result<Machine, StorageError> {
+    let storage = node.storage();
+    let cluster = match storage.get(Family::RaftMeta, CLUSTER_KEY)? {
+        Some(bytes) => Some(codec::decode(&bytes, "strong cluster id")?),
+        None => None,
+    };
+    let count = match storage.get(Family::RaftMeta, COUNT_KEY)? {
+        Some(bytes) => codec::decode(&bytes, "strong change count")?,
+        None => 0,
+    };
+    Ok(Machine { cluster, count })
+}
+
+/// Stored keys and values, in key order.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Every key and value of this state machine, in key order.
+fn scan_all(node: &Node) -> Result<Entries, StorageError> {
+    const PAGE: usize = 4096;
+    let storage = node.storage();
+    let mut out = Vec::new();
+    let mut start = PREFIX.to_vec();
+    loop {
+        let page = storage.scan(Family::RaftMeta, PREFIX, &start, PAGE)?;
+        let done = page.len() < PAGE;
+        if let Some((last, _)) = page.last() {
+            start = key_after(last);
+        }
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+impl Applier for DocApplier {
+    fn apply(&self, entries: Vec<ApplyEntry>, meta_ops: Vec<BatchOp>) -> Result<Vec<CommandResult>, ApplyError> {
+        let mut batch = HashMap::new();
+        let mut pending_ops = Vec::new();
+        let mut logged = Vec::new();
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let outcome = self.apply_one(entry, &mut batch, &mut pending_ops, &mut logged)?;
+            results.push(CommandResult(outcome.encode()));
+        }
+        pending_ops.extend(meta_ops);
+        let last = self.node.submit_ops(pending_ops).map_err(storage_error)?;
+        self.node.wait_durable_blocking(last).map_err(storage_error)?;
+        self.node.announce_stored(logged);
+        Ok(results)
+    }
+
+    fn export_snapshot(&self) -> Result<Vec<u8>, ApplyError> {
+        Ok(codec::encode(&scan_all(&self.node)?))
+    }
+
+    fn install_snapshot(&self, bytes: &[u8], meta_ops: Vec<BatchOp>) -> Result<(), ApplyError> {
+        let entries: Entries = codec::decode(bytes, "strong snapshot")?;
+        if let Some((key, _)) = entries.iter().find(|(key, _)| !key.starts_with(PREFIX)) {
+            return Err(ApplyError::Invalid(format!("snapshot key {} is outside the state machine", hex::encode(key))));
+        }
+        let mut machine = self.machine.lock();
+        let mut ops: Vec<BatchOp> = scan_all(&self.node)?
+            .into_iter()
+            .map(|(key, _)| BatchOp::Delete { family: Family::RaftMeta, key })
+            .collect();
+        ops.extend(entries.into_iter().map(|(key, value)| BatchOp::Put { family: Family::RaftMeta, key, value }));
+        ops.extend(meta_ops);
+        let last = self.node.submit_ops(ops).map_err(storage_error)?;
+        self.node.wait_durable_blocking(last).map_err(storage_error)?;
+        *machine = load_machine(&self.node)?;
+        Ok(())
+    }
+}

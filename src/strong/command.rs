@@ -1,0 +1,140 @@
+//! What the strong path replicates for documents, and what applying it answers.
+//!
+//! A command carries finished Automerge changes, computed once by the leader, never an
+//! operation each replica would compute again: replicas of an eventual namespace hold
+//! different concurrent edits, so recomputing a `put` would yield different bytes on each,
+//! and a change logged under one id must be the same everywhere. The leader computes every
+//! change as the cluster's own actor on top of what that actor had written to the document;
+//! the state machine accepts a change only if it directly follows the last one it committed
+//! for that document (`seq` is one more). That check is the whole concurrency control: in a
+//! strong namespace, where only the cluster actor writes, "same predecessor" means "same
+//! state", so every precondition the leader evaluated still holds when the change applies,
+//! and a change computed on stale state is refused as [`Outcome::Stale`] and recomputed.
+
+use serde::{Deserialize, Serialize};
+use statemesh_protocol::{ChangeKind, DocKey};
+
+use crate::raft::Command;
+use crate::storage::{codec, StorageError};
+
+/// The command kind of every [`StrongCommand`].
+pub const DOC_COMMAND_KIND: u16 = 0x4443;
+
+/// A cluster's identity: chosen once, by the first command the cluster commits. The cluster
+/// writes documents as an Automerge actor and logs its changes under a change-log origin,
+/// both derived from it, so two clusters never mix their changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterId(pub [u8; 16]);
+
+impl ClusterId {
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// The Automerge actor the cluster writes documents as.
+    pub fn actor(&self) -> automerge::ActorId {
+        automerge::ActorId::from(&self.0[..])
+    }
+
+    /// The origin the cluster's changes are logged under: `raft` and the id in hex (peer
+    /// ids are base58 and start with `12D3`, so the two never collide).
+    pub fn origin(&self) -> statemesh_protocol::NodeId {
+        // Letters and digits only: always a valid node id.
+        statemesh_protocol::NodeId::new(format!("raft{}", hex::encode(self.0))).expect("hex is alphanumeric")
+    }
+}
+
+/// One document's change inside a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocWrite {
+    pub doc: DocKey,
+    pub kind: ChangeKind,
+    /// One raw Automerge change by the cluster actor.
+    pub change: Vec<u8>,
+}
+
+/// A replicated command of the document state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StrongCommand {
+    /// Names the cluster; only the first one committed counts.
+    SetCluster(ClusterId),
+    /// Changes to distinct documents, applied all together or not at all.
+    Write { time_ms: i64, writes: Vec<DocWrite> },
+}
+
+impl StrongCommand {
+    pub fn to_command(&self) -> Command {
+        Command::new(DOC_COMMAND_KIND, codec::encode(self))
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Self, StorageError> {
+        codec::decode(payload, "strong command")
+    }
+}
+
+/// One applied document, as the state machine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedDoc {
+    pub doc: DocKey,
+    /// The document's version after the change, as text.
+    pub version: String,
+    /// The change-log sequence number under the cluster's origin.
+    pub seq: u64,
+    pub created: bool,
+}
+
+/// What applying a [`StrongCommand`] produced; the same on every replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The cluster is named (by this command or an earlier one).
+    Cluster(ClusterId),
+    Applied(Vec<AppliedDoc>),
+    /// A change was computed on state that another committed change has since replaced
+    /// (or the cluster id it was computed for is not the cluster's): nothing was applied.
+    Stale {
+        doc: DocKey,
+    },
+    /// The command cannot be applied at all; nothing was applied.
+    Invalid(String),
+}
+
+impl Outcome {
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
+        codec::decode(bytes, "strong command outcome")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_outcomes_round_trip() {
+        let key = DocKey::new(
+            statemesh_protocol::Namespace::new("orders").expect("namespace"),
+            statemesh_protocol::DocId::new("a1").expect("id"),
+        );
+        let command = StrongCommand::Write {
+            time_ms: 7,
+            writes: vec![DocWrite { doc: key.clone(), kind: ChangeKind::Put, change: vec![1, 2, 3] }],
+        };
+        let encoded = command.to_command();
+        assert_eq!(encoded.kind, DOC_COMMAND_KIND);
+        assert_eq!(StrongCommand::decode(&encoded.payload).expect("decodes"), command);
+        let outcome = Outcome::Stale { doc: key };
+        assert_eq!(Outcome::decode(&outcome.encode()).expect("decodes"), outcome);
+        assert!(StrongCommand::decode(b"\x01garbage").is_err());
+    }
+
+    #[test]
+    fn cluster_names_are_valid_and_distinct() {
+        let (a, b) = (ClusterId([1; 16]), ClusterId([2; 16]));
+        assert_ne!(a.origin(), b.origin());
+        assert!(a.origin().as_str().starts_with("raft"));
+        assert_ne!(a.actor(), b.actor());
+    }
+}

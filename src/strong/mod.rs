@@ -1,0 +1,416 @@
+//! Documents through the strong path: writes committed by Raft before they are acknowledged,
+//! compare-and-swap that is linearizable, and reads at `strong`, `bounded` or `eventual`
+//! consistency.
+//!
+//! [`StrongDocs`] sits between the HTTP layer and [`StrongPath`]. A write goes to the leader
+//! (forwarded by any other member), which computes the Automerge change as the cluster's
+//! actor (`command.rs` explains why the leader and not every replica), proposes it, and
+//! answers once it is committed and applied. Writes to one document are serialised on the
+//! leader so they do not invalidate each other; a change the state machine finds stale (a
+//! new leader that had not applied everything yet) is recomputed after a read barrier.
+//!
+//! Answers that do not write (a failed precondition, a missing document, a write that would
+//! change nothing) are given only after a read barrier, so they too are linearizable: the
+//! leader may hold stale state just after an election, and "no" must not come from it.
+
+mod admin;
+mod applier;
+mod command;
+mod error;
+mod formation;
+mod reads;
+mod wire;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use statemesh_protocol::{ChangeId, DocKey, Version};
+use tokio::time::Instant;
+
+pub use admin::{ClusterView, StrongNode};
+pub use applier::DocApplier;
+pub use command::{ClusterId, Outcome, StrongCommand};
+pub use error::{StrongDocError, StrongResult};
+pub use formation::{form_cluster, parse_voters, VoterSpec};
+pub use reads::{ReadLevel, ReadStamp};
+
+use crate::config::Config;
+use crate::node::{Node, Plan, Precondition, TxnOp};
+use crate::raft::{
+    ForwardHandler, LogPosition, NodeInfo, RaftNodeId, RaftSettings, RaftTransport, Route, StartOptions, StrongError,
+    StrongPath,
+};
+use command::DocWrite;
+use reads::Freshness;
+use wire::{WireAnswer, WireDone, WireFailure, WireOp, WirePrecondition, WireRequest, WireWrite, WireWritten};
+
+/// Writes to documents whose hashes share a stripe are serialised on the leader.
+const WRITE_STRIPES: usize = 4096;
+/// Pause before recomputing a change the state machine found stale a second time (the
+/// document is still arriving through replication).
+const STALE_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// A write the strong path committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrongWritten {
+    pub version: Version,
+    /// The logged change (under the cluster's origin); `None` when nothing changed.
+    pub change: Option<ChangeId>,
+    pub created: bool,
+    /// The Raft log index the write is at (or, for a write that changed nothing, the index
+    /// the read barrier confirmed).
+    pub index: Option<u64>,
+}
+
+struct Inner {
+    node: Node,
+    path: StrongPath,
+    applier: Arc<DocApplier>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    request_timeout: Duration,
+    freshness: Freshness,
+}
+
+/// The strong path for documents. Cheap to clone.
+#[derive(Clone)]
+pub struct StrongDocs {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StrongDocs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrongDocs").field("path", &self.inner.path).finish()
+    }
+}
+
+impl StrongDocs {
+    /// Starts the strong path of `node` as `me`, with its RPCs over `transport`.
+    pub async fn start(
+        node: Node,
+        config: &Config,
+        me: NodeInfo,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<Self, StrongError> {
+        let settings = RaftSettings::from_config(&config.distributed, config.p2p.max_message_bytes)
+            .map_err(|e| StrongError::Invalid(e.to_string()))?;
+        Self::start_with(node, settings, me, transport).await
+    }
+
+    /// [`StrongDocs::start`] with explicit Raft settings (tests use short timeouts).
+    pub async fn start_with(
+        node: Node,
+        settings: RaftSettings,
+        me: NodeInfo,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<Self, StrongError> {
+        let applier = Arc::new(DocApplier::open(node.clone())?);
+        let request_timeout = settings.request_timeout;
+        let freshness_interval = settings.heartbeat_interval * 2;
+        let path = StrongPath::start(StartOptions {
+            me,
+            settings,
+            storage: node.storage().clone(),
+            applier: applier.clone(),
+            transport,
+        })
+        .await?;
+        let stripes = (0..WRITE_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        let docs = Self {
+            inner: Arc::new(Inner {
+                node,
+                path: path.clone(),
+                applier,
+                stripes,
+                request_timeout,
+                freshness: Freshness::default(),
+            }),
+        };
+        path.set_forward_handler(Arc::new(LeaderSide { docs: Arc::downgrade(&docs.inner) }));
+        reads::spawn_refresher(Arc::downgrade(&docs.inner), freshness_interval);
+        Ok(docs)
+    }
+
+    pub fn path(&self) -> &StrongPath {
+        &self.inner.path
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// The cluster's id, once named.
+    pub fn cluster(&self) -> Option<ClusterId> {
+        self.inner.applier.cluster()
+    }
+
+    /// Commits `op` on `key` through Raft, on the leader wherever this node stands.
+    pub async fn write(&self, key: &DocKey, op: &TxnOp, pre: &Precondition) -> StrongResult<StrongWritten> {
+        if *pre != Precondition::None && !self.inner.node.is_strong_namespace(&key.namespace)? {
+            return Err(StrongDocError::Unsupported(format!(
+                "compare-and-swap through Raft needs a strong namespace; `{}` is eventual, where concurrent \
+                 writes merge (send If-Match without ?consistency=strong, or declare the namespace strong)",
+                key.namespace
+            )));
+        }
+        let request = LeaderRequest::Write { key: key.clone(), op: op.clone(), pre: pre.clone() };
+        match self.on_leader(request).await? {
+            LeaderDone::Written(written) => Ok(written),
+            LeaderDone::Membership(_) => {
+                Err(StrongError::Invalid("a write answered as a membership change".to_owned()).into())
+            }
+        }
+    }
+
+    /// Runs `request` on the leader: here if this node leads, else forwarded to it.
+    pub(crate) async fn on_leader(&self, request: LeaderRequest) -> StrongResult<LeaderDone> {
+        let deadline = Instant::now() + self.inner.request_timeout;
+        loop {
+            let result = match self.inner.path.route().await? {
+                Route::Local => self.execute(&request, deadline).await,
+                Route::Leader(leader) => self.forward(&leader, &request).await,
+            };
+            match result {
+                // Leadership moved between routing and proposing: route again while time is left.
+                Err(StrongDocError::Strong(StrongError::NotLeader { .. })) if Instant::now() < deadline => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Executes `request` on this node, which leads (or is refused by Raft if it no longer does).
+    async fn execute(&self, request: &LeaderRequest, deadline: Instant) -> StrongResult<LeaderDone> {
+        let path = &self.inner.path;
+        Ok(match request {
+            LeaderRequest::Write { key, op, pre } => {
+                LeaderDone::Written(self.write_as_leader(key, op, pre, deadline).await?)
+            }
+            LeaderRequest::AddLearner(info) => LeaderDone::Membership(path.add_learner(info.clone()).await?),
+            LeaderRequest::Promote(id) => LeaderDone::Membership(path.promote(*id).await?),
+            LeaderRequest::Remove(id) => LeaderDone::Membership(path.remove_voter(*id).await?),
+        })
+    }
+
+    async fn forward(&self, leader: &NodeInfo, request: &LeaderRequest) -> StrongResult<LeaderDone> {
+        let answer = self.inner.path.forward(leader, wire::encode(&request.to_wire())).await?;
+        let answer: WireAnswer = wire::decode(&answer, "forwarded answer")
+            .map_err(|reason| StrongError::Indeterminate { reason: format!("the leader's answer: {reason}") })?;
+        match answer.map_err(WireFailure::into_error)? {
+            WireDone::Written(written) => {
+                let version = written
+                    .version
+                    .parse::<Version>()
+                    .map_err(|e| StrongError::Indeterminate { reason: format!("the leader's version: {e}") })?;
+                Ok(LeaderDone::Written(StrongWritten {
+                    version,
+                    change: written.change,
+                    created: written.created,
+                    index: written.index,
+                }))
+            }
+            WireDone::Membership(position) => Ok(LeaderDone::Membership(position)),
+        }
+    }
+
+    fn stripe(&self, key: &DocKey) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        &self.inner.stripes[(hasher.finish() % WRITE_STRIPES as u64) as usize]
+    }
+
+    /// The cluster id, naming the cluster first if no command has yet.
+    async fn cluster_id(&self) -> StrongResult<ClusterId> {
+        if let Some(id) = self.inner.applier.cluster() {
+            return Ok(id);
+        }
+        let committed = self.inner.path.propose(StrongCommand::SetCluster(ClusterId::random()).to_command()).await?;
+        match Outcome::decode(&committed.result.0).map_err(crate::node::NodeError::from)? {
+            Outcome::Cluster(id) => Ok(id),
+            other => Err(StrongError::Invalid(format!("naming the cluster answered {other:?}")).into()),
+        }
+    }
+
+    async fn write_as_leader(
+        &self,
+        key: &DocKey,
+        op: &TxnOp,
+        pre: &Precondition,
+        deadline: Instant,
+    ) -> StrongResult<StrongWritten> {
+        let _serialised = self.stripe(key).lock().await;
+        let cluster = self.cluster_id().await?;
+        let mut barrier: Option<u64> = None;
+        let mut stale_rounds = 0u32;
+        loop {
+            let plan = self.inner.node.plan_strong(key, op, pre, cluster.actor());
+            let change = match plan {
+                Ok(Plan::Change(change)) => change,
+                // A refusal or a no-op is final only once a barrier shows the state is current.
+                Ok(Plan::Unchanged(_)) | Err(_) if barrier.is_none() => {
+                    barrier = Some(self.barrier().await?);
+                    continue;
+                }
+                Ok(Plan::Unchanged(version)) => {
+                    return Ok(StrongWritten { version, change: None, created: false, index: barrier });
+                }
+                Err(refusal) => return Err(refusal.into()),
+            };
+            let command = StrongCommand::Write {
+                time_ms: change.time_ms,
+                writes: vec![DocWrite { doc: key.clone(), kind: op.kind(), change: change.change }],
+            };
+            let committed = self.inner.path.propose(command.to_command()).await?;
+            match Outcome::decode(&committed.result.0).map_err(crate::node::NodeError::from)? {
+                Outcome::Applied(docs) => {
+                    let Some(doc) = docs.into_iter().next() else {
+                        return Err(StrongError::Invalid("the write was applied without a result".to_owned()).into());
+                    };
+                    let version = doc.version.parse::<Version>().map_err(|e| StrongError::Invalid(e.to_string()))?;
+                    return Ok(StrongWritten {
+                        version,
+                        change: Some(ChangeId { origin: cluster.origin(), seq: doc.seq }),
+                        created: doc.created,
+                        index: Some(committed.position.index),
+                    });
+                }
+                Outcome::Stale { .. } => {
+                    if Instant::now() >= deadline {
+                        return Err(StrongError::Unavailable {
+                            reason: format!("document {key} is still catching up on this leader"),
+                        }
+                        .into());
+                    }
+                    if stale_rounds > 0 {
+                        tokio::time::sleep(STALE_RETRY_PAUSE).await;
+                    }
+                    stale_rounds += 1;
+                    barrier = Some(self.barrier().await?);
+                }
+                Outcome::Invalid(reason) => return Err(StrongError::Invalid(reason).into()),
+                Outcome::Cluster(_) => {
+                    return Err(StrongError::Invalid("a write was applied as a naming command".to_owned()).into())
+                }
+            }
+        }
+    }
+
+    /// A read barrier: waits until this node has applied everything committed before the
+    /// call. Returns the index it reflects.
+    async fn barrier(&self) -> StrongResult<u64> {
+        let started = std::time::Instant::now();
+        let position = self.inner.path.read_index().await?;
+        let index = position.map_or(0, |p| p.index);
+        self.inner.freshness.confirmed(started, index);
+        Ok(index)
+    }
+
+    /// Makes a read at `level` possible on this node (see [`ReadLevel`]), after waiting until
+    /// this node has applied `min_index` if given. Returns what the read will reflect.
+    pub async fn prepare_read(&self, level: ReadLevel, min_index: Option<u64>) -> StrongResult<ReadStamp> {
+        if let Some(index) = min_index {
+            self.inner.path.wait_applied_index(index, self.inner.request_timeout).await.map_err(|e| {
+                StrongError::Unavailable { reason: format!("this node has not applied index {index} yet: {e}") }
+            })?;
+        }
+        reads::prepare(self, level).await
+    }
+
+    /// This node's measured staleness (see `reads.rs`), in milliseconds.
+    pub fn staleness_ms(&self) -> Option<u64> {
+        self.inner.freshness.staleness().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The Raft index this node has applied.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.inner.path.status().last_applied.map(|p| p.index)
+    }
+
+    /// Stops Raft on this node.
+    pub async fn shutdown(&self) -> Result<(), StrongError> {
+        self.inner.path.shutdown().await
+    }
+}
+
+/// The leader's side of forwarded writes.
+struct LeaderSide {
+    docs: Weak<Inner>,
+}
+
+#[async_trait]
+impl ForwardHandler for LeaderSide {
+    async fn handle_forwarded(&self, request: Vec<u8>) -> Result<Vec<u8>, String> {
+        let inner = self.docs.upgrade().ok_or_else(|| "the node is stopping".to_owned())?;
+        let docs = StrongDocs { inner };
+        let request: WireRequest = wire::decode(&request, "forwarded request")?;
+        let request = LeaderRequest::from_wire(request)?;
+        let deadline = Instant::now() + docs.inner.request_timeout;
+        // Handled here or refused: a forwarded request is never forwarded again.
+        let done = match docs.inner.path.route().await {
+            Ok(Route::Local) => docs.execute(&request, deadline).await,
+            Ok(Route::Leader(leader)) => Err(StrongError::NotLeader { leader: Some(leader) }.into()),
+            Err(e) => Err(e.into()),
+        };
+        let answer: WireAnswer = done.map(LeaderDone::into_wire).map_err(|error| {
+            let api = crate::api::ApiError::from(error);
+            WireFailure { status: api.status.as_u16(), code: api.code.into_owned(), message: api.message }
+        });
+        Ok(wire::encode(&answer))
+    }
+}
+
+/// Work only the leader does.
+#[derive(Debug, Clone)]
+pub(crate) enum LeaderRequest {
+    Write { key: DocKey, op: TxnOp, pre: Precondition },
+    AddLearner(NodeInfo),
+    Promote(RaftNodeId),
+    Remove(RaftNodeId),
+}
+
+/// What the leader did.
+#[derive(Debug, Clone)]
+pub(crate) enum LeaderDone {
+    Written(StrongWritten),
+    Membership(LogPosition),
+}
+
+impl LeaderRequest {
+    fn to_wire(&self) -> WireRequest {
+        match self {
+            LeaderRequest::Write { key, op, pre } => WireRequest::Write(WireWrite {
+                doc: key.clone(),
+                op: WireOp::from_op(op),
+                pre: WirePrecondition::from_precondition(pre),
+            }),
+            LeaderRequest::AddLearner(info) => WireRequest::AddLearner(info.clone()),
+            LeaderRequest::Promote(id) => WireRequest::Promote(*id),
+            LeaderRequest::Remove(id) => WireRequest::Remove(*id),
+        }
+    }
+
+    fn from_wire(request: WireRequest) -> Result<Self, String> {
+        Ok(match request {
+            WireRequest::Write(write) => {
+                LeaderRequest::Write { key: write.doc, op: write.op.to_op()?, pre: write.pre.to_precondition()? }
+            }
+            WireRequest::AddLearner(info) => LeaderRequest::AddLearner(info),
+            WireRequest::Promote(id) => LeaderRequest::Promote(id),
+            WireRequest::Remove(id) => LeaderRequest::Remove(id),
+        })
+    }
+}
+
+impl LeaderDone {
+    fn into_wire(self) -> WireDone {
+        match self {
+            LeaderDone::Written(written) => WireDone::Written(WireWritten {
+                version: written.version.to_string(),
+                change: written.change,
+                created: written.created,
+                index: written.index,
+            }),
+            LeaderDone::Membership(position) => WireDone::Membership(position),
+        }
+    }
+}

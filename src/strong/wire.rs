@@ -1,0 +1,126 @@
+//! Requests a member forwards to the leader, and the leader's answers.
+//!
+//! JSON bodies travel as JSON text (bincode cannot carry `serde_json::Value`'s self-describing
+//! form), versions as their text form. A leader that cannot decode a request answers with a
+//! failure, never by acting on a guess.
+
+use serde::{Deserialize, Serialize};
+use statemesh_protocol::{ChangeId, DocKey, Version};
+
+use super::error::StrongDocError;
+use crate::node::{Precondition, TxnOp};
+use crate::raft::{LogPosition, NodeInfo, RaftNodeId};
+use crate::storage::codec;
+
+/// A request forwarded to the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireRequest {
+    Write(WireWrite),
+    AddLearner(NodeInfo),
+    Promote(RaftNodeId),
+    Remove(RaftNodeId),
+}
+
+/// What the leader did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireDone {
+    Written(WireWritten),
+    Membership(LogPosition),
+}
+
+/// A forwarded write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireWrite {
+    pub doc: DocKey,
+    pub op: WireOp,
+    pub pre: WirePrecondition,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireOp {
+    Put(String),
+    Patch(String),
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WirePrecondition {
+    None,
+    IfMatch(String),
+    Exists,
+    Absent,
+}
+
+/// What the leader did with a forwarded write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireWritten {
+    pub version: String,
+    pub change: Option<ChangeId>,
+    pub created: bool,
+    pub index: Option<u64>,
+}
+
+/// Why the leader did not do it: the HTTP status, code and message it would have answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+pub type WireAnswer = Result<WireDone, WireFailure>;
+
+impl WireOp {
+    pub fn from_op(op: &TxnOp) -> Self {
+        match op {
+            TxnOp::Put(body) => WireOp::Put(body.to_string()),
+            TxnOp::Patch(patch) => WireOp::Patch(patch.to_string()),
+            TxnOp::Delete => WireOp::Delete,
+        }
+    }
+
+    pub fn to_op(&self) -> Result<TxnOp, String> {
+        let parse = |text: &str| serde_json::from_str(text).map_err(|e| format!("forwarded JSON: {e}"));
+        Ok(match self {
+            WireOp::Put(text) => TxnOp::Put(parse(text)?),
+            WireOp::Patch(text) => TxnOp::Patch(parse(text)?),
+            WireOp::Delete => TxnOp::Delete,
+        })
+    }
+}
+
+impl WirePrecondition {
+    pub fn from_precondition(pre: &Precondition) -> Self {
+        match pre {
+            Precondition::None => WirePrecondition::None,
+            Precondition::IfMatch(version) => WirePrecondition::IfMatch(version.to_string()),
+            Precondition::Exists => WirePrecondition::Exists,
+            Precondition::Absent => WirePrecondition::Absent,
+        }
+    }
+
+    pub fn to_precondition(&self) -> Result<Precondition, String> {
+        Ok(match self {
+            WirePrecondition::None => Precondition::None,
+            WirePrecondition::IfMatch(text) => {
+                Precondition::IfMatch(text.parse::<Version>().map_err(|e| format!("forwarded version: {e}"))?)
+            }
+            WirePrecondition::Exists => Precondition::Exists,
+            WirePrecondition::Absent => Precondition::Absent,
+        })
+    }
+}
+
+impl WireFailure {
+    pub fn into_error(self) -> StrongDocError {
+        StrongDocError::Remote { status: self.status, code: self.code, message: self.message }
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    codec::encode(value)
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
+    codec::decode(bytes, what).map_err(|e| e.to_string())
+}

@@ -1,0 +1,489 @@
+//! Documents through the strong path, end to end: in-process nodes on real loopback sockets
+//! (libp2p between them, HTTP in front), three voters and a learner.
+//!
+//! What must hold: concurrent clients on one register produce a linearizable history (checked
+//! by the repository's checker); a compare-and-swap race has exactly one winner; writes go on
+//! after the leader dies; a partitioned minority answers 503 in bounded time while the
+//! majority serves; restarting every voter loses no acknowledged write; bounded reads honour
+//! their bound; strong namespaces refuse eventual writes; edge nodes receive strong writes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use simulations::linearizability::{self, CheckOptions, Op, Operation, Outcome, Verdict};
+use statemesh::client::{Client, ClientError, Condition, ReadOptions};
+use statemesh::config::{Config, NamespaceConsistency, NamespacePolicy};
+use statemesh::raft::{NodeInfo, RaftTransport, Role, TransportError};
+use statemesh::strong::{StrongDocs, StrongNode};
+use statemesh::testkit::{eventually, member_config, quick_raft_settings, Member};
+
+const SETTLE: Duration = Duration::from_secs(30);
+/// The strong namespace every test writes to.
+const NS: &str = "reg";
+
+/// A Raft transport that survives the node's network being stopped and started again (how
+/// these tests cut a node off and heal it).
+struct Switch(RwLock<Arc<dyn RaftTransport>>);
+
+#[async_trait]
+impl RaftTransport for Switch {
+    async fn call(&self, target: &NodeInfo, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, TransportError> {
+        let transport = self.0.read().clone();
+        transport.call(target, request, timeout).await
+    }
+}
+
+fn config(data_dir: Option<&std::path::Path>) -> Config {
+    let mut config = member_config(data_dir);
+    config.distributed.enabled = true;
+    config.namespaces.declared.insert(
+        NS.to_owned(),
+        NamespacePolicy { consistency: NamespaceConsistency::Strong, ..NamespacePolicy::default() },
+    );
+    config
+}
+
+/// One node: replication, the strong path (unless an edge node) and the HTTP API.
+struct Server {
+    member: Member,
+    strong: Option<StrongNode>,
+    switch: Option<Arc<Switch>>,
+    client: Client,
+    api: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(config: Config, seeds: &[String], strong: bool) -> Self {
+        let mut member = Member::open(config.clone());
+        member.connect(seeds).await;
+        let net = member.network().expect("replicating");
+        let (strong, switch) = if strong {
+            let node_addr = member.addrs()[0].split("/p2p/").next().unwrap_or_default().to_owned();
+            let me = NodeInfo::new(member.node.node_id().to_string(), node_addr);
+            let switch = Arc::new(Switch(RwLock::new(net.raft_transport())));
+            let docs = StrongDocs::start_with(member.node.clone(), quick_raft_settings(), me.clone(), switch.clone())
+                .await
+                .expect("strong path starts");
+            net.serve_raft(Arc::new(docs.path().clone()));
+            (Some(StrongNode { docs, me, book: net.address_book(), voters: Vec::new() }), Some(switch))
+        } else {
+            (None, None)
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = statemesh::api::router_with(member.node.clone(), &config, strong.clone());
+        let api = tokio::spawn(async move {
+            let _ = statemesh::api::serve(listener, router, std::future::pending()).await;
+        });
+        let client = Client::with_timeout(&url, Duration::from_secs(20)).expect("client");
+        Self { member, strong, switch, client, api }
+    }
+
+    /// `<multiaddr>/p2p/<peer id>`: how the others name this member.
+    fn name(&self) -> String {
+        self.member.addrs()[0].clone()
+    }
+
+    fn docs(&self) -> &StrongDocs {
+        &self.strong.as_ref().expect("a strong member").docs
+    }
+
+    fn role(&self) -> Role {
+        self.docs().path().status().role
+    }
+
+    /// Cuts the node off: its network stops (the strong path keeps running, unreachable).
+    async fn cut(&mut self) {
+        self.member.disconnect().await;
+    }
+
+    /// Reconnects the node on its old ports and points the strong path at the new network.
+    async fn heal(&mut self, seeds: &[String]) {
+        self.member.connect(seeds).await;
+        let net = self.member.network().expect("replicating");
+        if let (Some(switch), Some(strong)) = (&self.switch, &self.strong) {
+            *switch.0.write() = net.raft_transport();
+            net.serve_raft(Arc::new(strong.docs.path().clone()));
+        }
+    }
+
+    async fn stop(self) -> Config {
+        if let Some(strong) = &self.strong {
+            strong.docs.shutdown().await.expect("strong path stops");
+        }
+        self.api.abort();
+        self.member.stop().await
+    }
+}
+
+/// Three voters (formed through the admin API) and, if `learner`, a fourth member added as a
+/// learner through a follower (so the change is forwarded to the leader).
+async fn cluster(dirs: Option<&[tempfile::TempDir]>, learner: bool) -> Vec<Server> {
+    let count = if learner { 4 } else { 3 };
+    let mut servers: Vec<Server> = Vec::new();
+    for i in 0..count {
+        let seeds: Vec<String> = servers.iter().map(Server::name).collect();
+        let dir = dirs.map(|d| d[i].path());
+        servers.push(Server::start(config(dir), &seeds, true).await);
+    }
+    form(&servers[..3]).await;
+    if learner {
+        let follower = servers[..3].iter().find(|s| s.role() != Role::Leader).expect("a follower");
+        follower.client.cluster_change("add-learner", &servers[3].name()).await.expect("learner added");
+        eventually(SETTLE, "the learner applies the log", || async {
+            servers[3].role() == Role::Learner && servers[3].docs().applied_index() >= servers[0].docs().applied_index()
+        })
+        .await;
+    }
+    servers
+}
+
+async fn form(voters: &[Server]) {
+    let names: Vec<String> = voters.iter().map(Server::name).collect();
+    voters[0].client.cluster_init(&names).await.expect("cluster formed");
+    eventually(SETTLE, "a leader is elected and known everywhere", || async {
+        voters.iter().any(|s| s.role() == Role::Leader)
+            && voters.iter().all(|s| s.docs().path().status().leader.is_some())
+    })
+    .await;
+}
+
+fn leader(servers: &[Server]) -> usize {
+    servers.iter().position(|s| s.strong.is_some() && s.role() == Role::Leader).expect("a leader")
+}
+
+fn value_of(doc: &serde_json::Value) -> Option<String> {
+    doc.get("v").and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+async fn shutdown(servers: Vec<Server>) {
+    for server in servers {
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_on_one_register_are_linearizable() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let servers = cluster(None, true).await;
+        let clients: Vec<Client> = servers.iter().map(|s| s.client.clone()).collect();
+        let epoch = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..8u64 {
+            let clients = clients.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(c);
+                let mut history = Vec::new();
+                for n in 0..25 {
+                    let client = &clients[rng.gen_range(0..clients.len())];
+                    let key = format!("r{}", rng.gen_range(0..2));
+                    let invoke_ns = epoch.elapsed().as_nanos() as u64;
+                    let (op, outcome) = match rng.gen_range(0..10) {
+                        0..=3 => {
+                            let value = format!("c{c}-{n}");
+                            let result = client.put_strong(NS, &key, &json!({"v": value}), &Condition::None).await;
+                            (Op::Write { value }, if result.is_ok() { Outcome::Ok } else { Outcome::Unknown })
+                        }
+                        4..=7 => match client.get_with(NS, &key, &ReadOptions::level("strong")).await {
+                            Ok((doc, _)) => (Op::Read { result: value_of(&doc.document) }, Outcome::Ok),
+                            Err(e) if e.status() == Some(404) => (Op::Read { result: None }, Outcome::Ok),
+                            Err(_) => (Op::Read { result: None }, Outcome::Unknown),
+                        },
+                        _ => {
+                            // Read, then swap if unchanged: a compare-and-swap on the value read
+                            // (values are unique, so a version names exactly one value).
+                            let new = format!("c{c}-{n}");
+                            match client.get_with(NS, &key, &ReadOptions::level("strong")).await {
+                                Ok((doc, _)) => {
+                                    let expected = value_of(&doc.document);
+                                    let invoke_ns = epoch.elapsed().as_nanos() as u64;
+                                    let condition = Condition::IfMatch(doc.version.clone());
+                                    let result = client.put_strong(NS, &key, &json!({"v": new}), &condition).await;
+                                    let outcome = match &result {
+                                        Ok(_) => Outcome::Ok,
+                                        Err(e) if e.status() == Some(412) => Outcome::Fail,
+                                        Err(_) => Outcome::Unknown,
+                                    };
+                                    let complete_ns = epoch.elapsed().as_nanos() as u64;
+                                    history.push(Operation {
+                                        key,
+                                        client: c,
+                                        op: Op::Cas { expected, new },
+                                        invoke_ns,
+                                        complete_ns: Some(complete_ns),
+                                        outcome,
+                                    });
+                                    continue;
+                                }
+                                Err(_) => continue,
+                            }
+                        }
+                    };
+                    let complete_ns = epoch.elapsed().as_nanos() as u64;
+                    history.push(Operation { key, client: c, op, invoke_ns, complete_ns: Some(complete_ns), outcome });
+                }
+                history
+            }));
+        }
+        let mut history = Vec::new();
+        for task in tasks {
+            history.extend(task.await.expect("client task"));
+        }
+        let unknown = history.iter().filter(|o| o.outcome == Outcome::Unknown).count();
+        assert!(
+            unknown * 20 <= history.len(),
+            "few operations go unanswered on a healthy cluster ({unknown} of {})",
+            history.len()
+        );
+        let report = linearizability::check(&history, &CheckOptions::default()).expect("a valid history");
+        assert_eq!(report.verdict(), Verdict::Linearizable, "{report}");
+        // Every member, the learner included, ends with the same documents.
+        for key in ["r0", "r1"] {
+            let mut seen = Vec::new();
+            for server in &servers {
+                let read = server.client.get_with(NS, key, &ReadOptions::level("strong")).await;
+                seen.push(read.map(|(doc, _)| doc.version).map_err(|e| e.to_string()));
+            }
+            assert!(seen.windows(2).all(|w| w[0] == w[1]), "members disagree on {key}: {seen:?}");
+        }
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compare_and_swap_race_has_exactly_one_winner() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let servers = cluster(None, false).await;
+        let (first, _) =
+            servers[0].client.put_strong(NS, "race", &json!({"v": "start"}), &Condition::None).await.expect("put");
+        let racers = 12;
+        let mut tasks = Vec::new();
+        for i in 0..racers {
+            let client = servers[i % servers.len()].client.clone();
+            let condition = Condition::IfMatch(first.version.clone());
+            tasks.push(tokio::spawn(async move {
+                client.put_strong(NS, "race", &json!({"v": format!("winner-{i}")}), &condition).await
+            }));
+        }
+        let mut winners = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.expect("racer") {
+                Ok(_) => winners.push(i),
+                Err(e) => assert_eq!(e.status(), Some(412), "a loser fails its precondition: {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one winner: {winners:?}");
+        let (doc, _) = servers[2].client.get_with(NS, "race", &ReadOptions::level("strong")).await.expect("read");
+        assert_eq!(value_of(&doc.document), Some(format!("winner-{}", winners[0])));
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_continue_after_the_leader_dies() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut servers = cluster(None, false).await;
+        servers[0].client.put_strong(NS, "k", &json!({"v": "before"}), &Condition::None).await.expect("put");
+        let dead = servers.remove(leader(&servers));
+        dead.stop().await;
+        let started = Instant::now();
+        let survivor = servers[0].client.clone();
+        let mut last_error = None;
+        let mut written = false;
+        while started.elapsed() < Duration::from_secs(20) {
+            match survivor.put_strong(NS, "k", &json!({"v": "after"}), &Condition::None).await {
+                Ok(_) => {
+                    written = true;
+                    break;
+                }
+                Err(e) => last_error = Some(e.to_string()),
+            }
+        }
+        assert!(written, "no write succeeded after the leader died: {last_error:?}");
+        let (doc, _) = servers[1].client.get_with(NS, "k", &ReadOptions::level("strong")).await.expect("read");
+        assert_eq!(value_of(&doc.document).as_deref(), Some("after"));
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_minority_answers_503_while_the_majority_serves() {
+    tokio::time::timeout(Duration::from_secs(150), async {
+        let mut servers = cluster(None, false).await;
+        let lonely = (leader(&servers) + 1) % 3;
+        servers[lonely].cut().await;
+        // The majority still commits.
+        let majority =
+            servers.iter().enumerate().find(|(i, _)| *i != lonely).map(|(_, s)| s.client.clone()).expect("majority");
+        let mut committed = false;
+        for _ in 0..40 {
+            if majority.put_strong(NS, "m", &json!({"v": "majority"}), &Condition::None).await.is_ok() {
+                committed = true;
+                break;
+            }
+        }
+        assert!(committed, "the majority commits while one voter is cut off");
+        // The minority refuses within a bounded time, never half-applying.
+        let started = Instant::now();
+        let refused = servers[lonely].client.put_strong(NS, "m", &json!({"v": "minority"}), &Condition::None).await;
+        let took = started.elapsed();
+        match refused {
+            Err(ClientError::Api { status: 503, .. }) => {}
+            other => panic!("the cut-off voter answered {other:?}"),
+        }
+        assert!(took < Duration::from_secs(10), "the refusal took {took:?}");
+        let strong_read = servers[lonely].client.get_with(NS, "m", &ReadOptions::level("strong")).await;
+        assert_eq!(strong_read.err().and_then(|e| e.status()), Some(503), "no strong read on the minority");
+        // Healed, it catches up with what the majority committed, and nothing of its own.
+        let seeds: Vec<String> =
+            servers.iter().enumerate().filter(|(i, _)| *i != lonely).map(|(_, s)| s.name()).collect();
+        servers[lonely].heal(&seeds).await;
+        eventually(SETTLE, "the healed voter serves the majority's write", || async {
+            matches!(
+                servers[lonely].client.get_with(NS, "m", &ReadOptions::level("strong")).await,
+                Ok((doc, _)) if value_of(&doc.document).as_deref() == Some("majority")
+            )
+        })
+        .await;
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarting_every_voter_loses_no_acknowledged_write() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+        let servers = cluster(Some(&dirs), false).await;
+        let mut acknowledged = Vec::new();
+        for i in 0..40 {
+            let client = &servers[i % 3].client;
+            let id = format!("d{i}");
+            if client.put_strong(NS, &id, &json!({"v": format!("value-{i}")}), &Condition::None).await.is_ok() {
+                acknowledged.push(i);
+            }
+        }
+        assert_eq!(acknowledged.len(), 40, "every write commits on a healthy cluster");
+        let mut configs = Vec::new();
+        for server in servers {
+            configs.push(server.stop().await);
+        }
+        let mut restarted: Vec<Server> = Vec::new();
+        for config in configs {
+            let seeds: Vec<String> = restarted.iter().map(Server::name).collect();
+            restarted.push(Server::start(config, &seeds, true).await);
+        }
+        eventually(SETTLE, "the restarted voters elect a leader", || async {
+            restarted.iter().any(|s| s.role() == Role::Leader)
+        })
+        .await;
+        for i in acknowledged {
+            let (doc, _) = restarted[i % 3]
+                .client
+                .get_with(NS, &format!("d{i}"), &ReadOptions::level("strong"))
+                .await
+                .expect("an acknowledged write survives");
+            assert_eq!(value_of(&doc.document), Some(format!("value-{i}")));
+        }
+        shutdown(restarted).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bounded_reads_honour_their_bound() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut servers = cluster(None, false).await;
+        servers[0].client.put_strong(NS, "b", &json!({"v": "one"}), &Condition::None).await.expect("put");
+        let follower = (leader(&servers) + 1) % 3;
+        let bounded =
+            ReadOptions { consistency: Some("bounded".to_owned()), max_staleness_ms: Some(400), min_version: None };
+        eventually(SETTLE, "a bounded read is served locally", || async {
+            match servers[follower].client.get_with(NS, "b", &bounded).await {
+                Ok((_, stamp)) => stamp.consistency.as_deref() == Some("bounded"),
+                Err(_) => false,
+            }
+        })
+        .await;
+        let (_, stamp) = servers[follower].client.get_with(NS, "b", &bounded).await.expect("bounded read");
+        assert!(stamp.staleness_ms.expect("staleness reported") <= 400, "{stamp:?}");
+        assert!(stamp.raft_index.is_some());
+        // Cut off, its measured staleness grows past the bound: a bounded read then falls
+        // back to strong (the default), which cannot be served without a quorum.
+        servers[follower].cut().await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        match servers[follower].client.get_with(NS, "b", &bounded).await {
+            Err(e) => assert_eq!(e.status(), Some(503), "{e}"),
+            Ok((_, stamp)) => panic!("served a read {stamp:?} beyond its bound"),
+        }
+        // An eventual read is still served, and says how stale it may be.
+        let (_, stamp) =
+            servers[follower].client.get_with(NS, "b", &ReadOptions::level("eventual")).await.expect("eventual read");
+        assert!(stamp.staleness_ms.expect("staleness reported") >= 400, "{stamp:?}");
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn namespace_policy_and_edge_nodes() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut servers = cluster(None, false).await;
+        let seeds: Vec<String> = servers.iter().map(Server::name).collect();
+        servers.push(Server::start(config(None), &seeds, false).await);
+        let edge = &servers[3].client;
+        // An eventual write to a strong namespace is refused, and says why; without a level,
+        // the namespace's own (strong) applies.
+        let refused = servers[0].client.put_with(NS, "p", &json!({"v": 1}), &Condition::None, "eventual").await;
+        match refused {
+            Err(ClientError::Api { status: 409, code, .. }) => assert_eq!(code, "strong_namespace"),
+            Ok(reply) => panic!("an eventual write to a strong namespace was accepted: {reply:?}"),
+            other => panic!("expected 409, got {other:?}"),
+        }
+        // The edge node has no strong path: a strong write there says so.
+        let edge_write = edge.put_strong("ev", "p", &json!({"v": 1}), &Condition::None).await;
+        assert_eq!(edge_write.err().and_then(|e| e.code().map(str::to_owned)).as_deref(), Some("strong_path_disabled"));
+        // A strong write to an eventual namespace is acknowledged through Raft, then reaches
+        // every node through replication, the edge node included; so do strong namespaces.
+        let (reply, stamp) = servers[1]
+            .client
+            .put_strong("ev", "p", &json!({"v": "strong"}), &Condition::None)
+            .await
+            .expect("strong write");
+        assert!(stamp.raft_index.is_some());
+        assert!(reply.change.expect("a change").starts_with("raft"), "logged under the cluster's origin");
+        servers[2].client.put_strong(NS, "q", &json!({"v": "strong"}), &Condition::None).await.expect("strong write");
+        eventually(SETTLE, "the edge node receives both strong writes", || async {
+            let p = edge.get("ev", "p").await.ok().and_then(|d| value_of(&d.document));
+            let q = edge.get(NS, "q").await.ok().and_then(|d| value_of(&d.document));
+            p.as_deref() == Some("strong") && q.as_deref() == Some("strong")
+        })
+        .await;
+        // Read-your-writes through a token, on any member.
+        let (reply, stamp) =
+            servers[0].client.put_strong(NS, "q", &json!({"v": "again"}), &Condition::None).await.expect("write");
+        let token = ReadOptions {
+            consistency: Some("eventual".to_owned()),
+            max_staleness_ms: None,
+            min_version: stamp.raft_index,
+        };
+        let (doc, _) = servers[2].client.get_with(NS, "q", &token).await.expect("read with token");
+        assert_eq!(doc.version, reply.version);
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}

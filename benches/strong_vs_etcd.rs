@@ -399,11 +399,17 @@ async fn put(http: &reqwest::Client, system: System, node: &str, key: &str, valu
     };
     let response = request.header("content-type", "application/json").send().await?;
     let status = response.status();
+    // statemesh marks a write that went through Raft; the rows must measure what they say.
+    let through_raft = response.headers().get("x-statemesh-consistency").is_some_and(|v| v == "strong");
     let body = response.bytes().await?;
     if status != reqwest::StatusCode::OK && status != reqwest::StatusCode::CREATED {
         bail!("{status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
     }
-    Ok(())
+    match system {
+        System::Strong if !through_raft => bail!("a strong write answered without `X-Statemesh-Consistency: strong`"),
+        System::Eventual if through_raft => bail!("an eventual write went through Raft"),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Default)]

@@ -487,3 +487,65 @@ async fn namespace_policy_and_edge_nodes() {
     .await
     .expect("the test finished within its budget");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strong_transactions_are_all_or_nothing_and_race_to_one_winner() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let servers = cluster(None, false).await;
+        let client = &servers[0].client;
+        client.put_strong(NS, "a", &json!({"balance": 100}), &Condition::None).await.expect("put a");
+        client.put_strong(NS, "b", &json!({"balance": 0}), &Condition::None).await.expect("put b");
+        // Every racer moves 10 from a to b if a still holds 100: one wins, the others see
+        // their compare fail and change nothing.
+        let mut tasks = Vec::new();
+        for i in 0..9 {
+            let client = servers[i % 3].client.clone();
+            tasks.push(tokio::spawn(async move {
+                let txn = json!({
+                    "compare": [{"ns": NS, "id": "a", "target": "value", "path": "/balance", "value": 100}],
+                    "success": [
+                        {"op": "put", "ns": NS, "id": "a", "value": {"balance": 90}},
+                        {"op": "put", "ns": NS, "id": "b", "value": {"balance": 10}},
+                        {"op": "get", "ns": NS, "id": "b"}
+                    ],
+                    "failure": [{"op": "get", "ns": NS, "id": "a"}]
+                });
+                client.txn(&txn).await
+            }));
+        }
+        let mut winners = 0;
+        for task in tasks {
+            let outcome = task.await.expect("racer").expect("the transaction runs");
+            if outcome["succeeded"].as_bool().expect("succeeded") {
+                winners += 1;
+                assert_eq!(outcome["results"][2]["document"], json!({"balance": 10}), "{outcome}");
+                assert_eq!(outcome["changed"].as_array().map(Vec::len), Some(2), "{outcome}");
+            } else {
+                assert_eq!(
+                    outcome["results"][0]["document"],
+                    json!({"balance": 90}),
+                    "a loser reads the winner's state"
+                );
+            }
+        }
+        assert_eq!(winners, 1, "exactly one transaction moves the money");
+        for server in &servers {
+            let a = server.client.get_with(NS, "a", &ReadOptions::level("strong")).await.expect("a").0.document;
+            let b = server.client.get_with(NS, "b", &ReadOptions::level("strong")).await.expect("b").0.document;
+            assert_eq!((a["balance"].as_i64(), b["balance"].as_i64()), (Some(90), Some(10)));
+        }
+        // A transaction through the local eventual path cannot touch a strong namespace.
+        let eventual_url =
+            format!("{}/v1/txn?consistency=eventual", servers[1].client.base_url().trim_end_matches('/'));
+        let refused = reqwest::Client::new()
+            .post(eventual_url)
+            .json(&json!({"success": [{"op": "put", "ns": NS, "id": "a", "value": {}}]}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(refused.status().as_u16(), 409);
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}

@@ -2,9 +2,9 @@
 //! (`begin`, reads and buffered writes under `/v1/txn/{id}/docs/...`, `commit`, `abort`).
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,9 +12,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use statemesh_protocol::{DocId, DocKey};
 
+use super::consistency::{self, ConsistencyParams};
 use super::error::ApiError;
 use super::{extract, AppState};
-use crate::node::{Compare, CompareOp, CompareTarget, TxnOp, TxnStep};
+use crate::node::{txn_keys, Compare, CompareOp, CompareTarget, TxnOp, TxnStep};
+use crate::strong::StrongTxn;
 
 /// Most compares plus steps one request may carry.
 const TXN_ITEMS_MAX: usize = 1024;
@@ -132,9 +134,11 @@ impl StepRequest {
 
 async fn once(
     State(state): State<AppState>,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let params = extract::query(params)?;
     let request: OnceRequest =
         extract::json_request(&headers, body, "{\"compare\": [...], \"success\": [...], \"failure\": [...]}")?;
     let items = request.compare.len() + request.success.len() + request.failure.len();
@@ -147,6 +151,21 @@ async fn once(
     let compares = request.compare.into_iter().enumerate().map(|(i, c)| c.parse(i)).collect::<Result<Vec<_>, _>>()?;
     let success = request.success.into_iter().map(StepRequest::parse).collect::<Result<Vec<_>, _>>()?;
     let failure = request.failure.into_iter().map(StepRequest::parse).collect::<Result<Vec<_>, _>>()?;
+    // Through Raft when asked, or when any document it names is in a strong namespace.
+    let keys = txn_keys(&compares, &success, &failure);
+    let mut strong = false;
+    for key in &keys {
+        strong |= consistency::write_is_strong(&state, key, &params)?;
+    }
+    if strong {
+        let done = consistency::strong(&state)?.txn(StrongTxn { compares, success, failure }).await?;
+        let mut response = Json(done.body).into_response();
+        if let Some(index) = done.index {
+            response.headers_mut().insert(consistency::RAFT_INDEX, HeaderValue::from(index));
+        }
+        response.headers_mut().insert(consistency::CONSISTENCY, HeaderValue::from_static("strong"));
+        return Ok(response);
+    }
     let outcome = state.node.txn_once(&compares, &success, &failure).await?;
     Ok(Json(outcome).into_response())
 }

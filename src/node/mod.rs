@@ -58,8 +58,11 @@ pub use remote_apply::RemoteApply;
 pub use replication_view::PeerInfo;
 use retention::{log_floor_key, Retention, FEED_FLOOR_KEY};
 pub use state_transfer::DocsPage;
-pub use strong_apply::{CommittedDoc, Plan, PlannedChange};
-pub use txn::{Compare, CompareOp, CompareTarget, OnceOutcome, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep};
+pub use strong_apply::CommittedDoc;
+pub use txn::{
+    changed_entry, run_once, txn_keys, AtomicView, Compare, CompareOp, CompareTarget, OnceOutcome, PlannedDoc,
+    PlannedSection, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep,
+};
 use vv_store::{load_version_vector, vv_key};
 
 /// Batches of stored-record ids waiting for replication; a subscriber that falls further
@@ -96,7 +99,8 @@ pub enum Precondition {
 }
 
 impl Precondition {
-    fn check(&self, doc: &Document) -> Result<(), NodeError> {
+    /// Whether `doc` meets the precondition.
+    pub fn check(&self, doc: &Document) -> Result<(), NodeError> {
         match self {
             Precondition::None => Ok(()),
             Precondition::Exists | Precondition::IfMatch(_) if !doc.exists() => {

@@ -1,5 +1,5 @@
-//! The node's side of the strong path: computing a change on the leader, and storing the
-//! changes Raft committed.
+//! The node's side of the strong path: storing the changes Raft committed. (The leader
+//! computes them with `Node::plan_atomic`, in `txn/atomic.rs`.)
 //!
 //! Committed changes are stored like received records (`remote_apply.rs`): logged under the
 //! cluster's origin and applied to their documents, with feed events, so every reader, the
@@ -11,32 +11,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use automerge::ActorId;
 use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, Version};
 
 use super::committer::PendingWrite;
 use super::feed_event::{FeedEvent, FeedPos};
 use super::remote_apply::Held;
-use super::txn::{apply_op, TxnOp};
-use super::{DocMeta, Node, NodeError, Precondition};
-use crate::clock::now_ms;
+use super::{DocMeta, Node, NodeError};
 use crate::storage::{BatchOp, Family, StorageError};
-
-/// A change computed on the leader, not yet applied anywhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedChange {
-    pub change: Vec<u8>,
-    pub time_ms: i64,
-}
-
-/// What the leader's plan for a write came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
-    /// The write changes the document: propose this change.
-    Change(PlannedChange),
-    /// The document already is as the write would leave it, at this version.
-    Unchanged(Version),
-}
 
 /// A document after a committed change was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,31 +27,6 @@ pub struct CommittedDoc {
 }
 
 impl Node {
-    /// Computes, as `actor`, the change that `op` makes to the document as this node holds
-    /// it, checking `pre` and the namespace's rules. Nothing is applied.
-    pub(crate) fn plan_strong(
-        &self,
-        key: &DocKey,
-        op: &TxnOp,
-        pre: &Precondition,
-        actor: ActorId,
-    ) -> Result<Plan, NodeError> {
-        let rules = self.inner.namespaces.rules(&key.namespace)?;
-        let handle = self.inner.cache.entry(key, self.inner.sequencer.durable().pos);
-        let mut guard = handle.lock();
-        self.ensure_loaded(key, &mut guard)?;
-        let Some(doc) = guard.doc.as_ref() else { return Err(NodeError::NotFound(key.to_string())) };
-        pre.check(doc)?;
-        let mut copy = doc.clone().with_actor(actor);
-        drop(guard);
-        let time_ms = now_ms();
-        let outcome = apply_op(&mut copy, key, op, rules, time_ms)?;
-        Ok(match outcome.changes.into_iter().next() {
-            Some(change) => Plan::Change(PlannedChange { change, time_ms }),
-            None => Plan::Unchanged(outcome.version),
-        })
-    }
-
     /// Stores committed `records` (each for a different document) and applies them to their
     /// documents, as one atomic write together with `extra_ops`. Does not wait: returns each
     /// document's result and the feed position to wait for.

@@ -79,9 +79,7 @@ impl StrongNode {
     async fn membership(&self, request: LeaderRequest) -> StrongResult<LogPosition> {
         match self.docs.on_leader(request).await? {
             LeaderDone::Membership(position) => Ok(position),
-            LeaderDone::Written(_) => {
-                Err(StrongError::Invalid("a membership change answered as a write".to_owned()).into())
-            }
+            _ => Err(StrongError::Invalid("a membership change answered as something else".to_owned()).into()),
         }
     }
 

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, NodeId};
 
-use super::command::{AppliedDoc, ClusterId, DocWrite, Outcome, StrongCommand, DOC_COMMAND_KIND};
+use super::command::{AppliedDoc, ClusterId, DocRead, DocWrite, Outcome, StrongCommand, DOC_COMMAND_KIND};
 use crate::node::{Node, NodeError};
 use crate::raft::{Applier, ApplyEntry, ApplyError, CommandResult};
 use crate::storage::{codec, key_after, BatchOp, Family, StorageError};
@@ -93,13 +93,14 @@ impl DocApplier {
     }
 
     /// Checks a write command against the state machine: `Ok(Ok(Some(states)))` to apply it
-    /// (the documents' new states), `Ok(Ok(None))` for a replay of an entry already stored,
-    /// `Ok(Err(outcome))` for a refusal. `Err` is a failure of storage itself.
+    /// (the written documents' new states), `Ok(Ok(None))` for a replay of an entry already
+    /// stored, `Ok(Err(outcome))` for a refusal. `Err` is a failure of storage itself.
     fn check(
         &self,
         cluster: ClusterId,
         index: u64,
         writes: &[DocWrite],
+        reads: &[DocRead],
         batch: &HashMap<DocKey, DocState>,
     ) -> Result<Result<Option<Vec<DocState>>, Outcome>, ApplyError> {
         if writes.is_empty() {
@@ -107,35 +108,49 @@ impl DocApplier {
         }
         let mut states = Vec::with_capacity(writes.len());
         for (i, write) in writes.iter().enumerate() {
-            if writes[..i].iter().any(|w| w.doc == write.doc) {
-                return Ok(Err(Outcome::Invalid(format!("document {} is written twice", write.doc))));
+            if writes[..i].iter().any(|w| w.doc == write.doc) || reads.iter().any(|r| r.doc == write.doc) {
+                return Ok(Err(Outcome::Invalid(format!("document {} is named twice", write.doc))));
             }
             let state = self.doc_state(&write.doc, batch)?;
             if state.index >= index {
                 // Replayed after a crash: this entry's writes are already stored.
                 return Ok(Ok(None));
             }
-            let change = match automerge::Change::from_bytes(write.change.clone()) {
-                Ok(change) => change,
-                Err(e) => {
-                    let reason = format!("the change for {} is not Automerge: {e}", write.doc);
-                    return Ok(Err(Outcome::Invalid(reason)));
-                }
-            };
-            if change.actor_id() != &cluster.actor() || change.seq() != state.seq + 1 {
-                return Ok(Err(Outcome::Stale { doc: write.doc.clone() }));
+            if write.changes.is_empty() {
+                return Ok(Err(Outcome::Invalid(format!("no change for {}", write.doc))));
             }
-            states.push(DocState { seq: change.seq(), index });
+            let mut seq = state.seq;
+            for bytes in &write.changes {
+                let change = match automerge::Change::from_bytes(bytes.clone()) {
+                    Ok(change) => change,
+                    Err(e) => {
+                        let reason = format!("a change for {} is not Automerge: {e}", write.doc);
+                        return Ok(Err(Outcome::Invalid(reason)));
+                    }
+                };
+                if change.actor_id() != &cluster.actor() || change.seq() != seq + 1 {
+                    return Ok(Err(Outcome::Stale { doc: write.doc.clone() }));
+                }
+                seq += 1;
+            }
+            states.push(DocState { seq, index });
+        }
+        for read in reads {
+            if self.doc_state(&read.doc, batch)?.seq != read.seq {
+                return Ok(Err(Outcome::Stale { doc: read.doc.clone() }));
+            }
         }
         Ok(Ok(Some(states)))
     }
 
     /// Applies one write command. Returns its outcome and the ids it logged.
+    #[allow(clippy::too_many_arguments)]
     fn apply_write(
         &self,
         index: u64,
         time_ms: i64,
         writes: Vec<DocWrite>,
+        reads: &[DocRead],
         batch: &mut HashMap<DocKey, DocState>,
         pending_ops: &mut Vec<BatchOp>,
         logged: &mut Vec<ChangeId>,
@@ -144,7 +159,7 @@ impl DocApplier {
         let Some(cluster) = machine.cluster else {
             return Ok(Outcome::Invalid("the cluster has no id yet".to_owned()));
         };
-        let states = match self.check(cluster, index, &writes, batch)? {
+        let states = match self.check(cluster, index, &writes, reads, batch)? {
             Ok(Some(states)) => states,
             Ok(None) => return Ok(Outcome::Applied(Vec::new())),
             Err(refusal) => return Ok(refusal),
@@ -163,7 +178,7 @@ impl DocApplier {
                 doc: write.doc,
                 kind: write.kind,
                 time_ms,
-                changes: vec![write.change],
+                changes: write.changes,
             });
         }
         ops.push(BatchOp::Put {
@@ -216,8 +231,8 @@ impl DocApplier {
                 }
                 Ok(Outcome::Cluster(machine.cluster.unwrap_or(id)))
             }
-            StrongCommand::Write { time_ms, writes } => {
-                self.apply_write(entry.position.index, time_ms, writes, batch, pending_ops, logged)
+            StrongCommand::Write { time_ms, writes, reads } => {
+                self.apply_write(entry.position.index, time_ms, writes, &reads, batch, pending_ops, logged)
             }
         }
     }

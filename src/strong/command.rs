@@ -44,13 +44,22 @@ impl ClusterId {
     }
 }
 
-/// One document's change inside a command.
+/// One document's changes inside a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocWrite {
     pub doc: DocKey,
     pub kind: ChangeKind,
-    /// One raw Automerge change by the cluster actor.
-    pub change: Vec<u8>,
+    /// Raw Automerge changes by the cluster actor, consecutive in its sequence (a transaction
+    /// may write one document in several steps).
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// A document a command read without writing it: the cluster actor's sequence number the
+/// leader saw, which must still be current when the command applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocRead {
+    pub doc: DocKey,
+    pub seq: u64,
 }
 
 /// A replicated command of the document state machine.
@@ -58,8 +67,9 @@ pub struct DocWrite {
 pub enum StrongCommand {
     /// Names the cluster; only the first one committed counts.
     SetCluster(ClusterId),
-    /// Changes to distinct documents, applied all together or not at all.
-    Write { time_ms: i64, writes: Vec<DocWrite> },
+    /// Changes to distinct documents, applied all together or not at all, provided every
+    /// document read is unchanged.
+    Write { time_ms: i64, writes: Vec<DocWrite>, reads: Vec<DocRead> },
 }
 
 impl StrongCommand {
@@ -120,7 +130,8 @@ mod tests {
         );
         let command = StrongCommand::Write {
             time_ms: 7,
-            writes: vec![DocWrite { doc: key.clone(), kind: ChangeKind::Put, change: vec![1, 2, 3] }],
+            writes: vec![DocWrite { doc: key.clone(), kind: ChangeKind::Put, changes: vec![vec![1, 2, 3]] }],
+            reads: vec![DocRead { doc: key.clone(), seq: 4 }],
         };
         let encoded = command.to_command();
         assert_eq!(encoded.kind, DOC_COMMAND_KIND);

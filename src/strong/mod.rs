@@ -21,6 +21,7 @@ mod formation;
 mod reads;
 mod wire;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -36,14 +37,16 @@ pub use formation::{form_cluster, parse_voters, VoterSpec};
 pub use reads::{ReadLevel, ReadStamp};
 
 use crate::config::Config;
-use crate::node::{Node, Plan, Precondition, TxnOp};
+use crate::node::{
+    changed_entry, run_once, txn_keys, Compare, Node, OnceOutcome, PlannedSection, Precondition, TxnOp, TxnStep,
+};
 use crate::raft::{
     ForwardHandler, LogPosition, NodeInfo, RaftNodeId, RaftSettings, RaftTransport, Route, StartOptions, StrongError,
     StrongPath,
 };
-use command::DocWrite;
+use command::{DocRead, DocWrite};
 use reads::Freshness;
-use wire::{WireAnswer, WireDone, WireFailure, WireOp, WirePrecondition, WireRequest, WireWrite, WireWritten};
+use wire::{WireAnswer, WireDone, WireFailure, WireOp, WirePrecondition, WireRequest, WireTxn, WireWrite, WireWritten};
 
 /// Writes to documents whose hashes share a stripe are serialised on the leader.
 const WRITE_STRIPES: usize = 4096;
@@ -156,9 +159,7 @@ impl StrongDocs {
         let request = LeaderRequest::Write { key: key.clone(), op: op.clone(), pre: pre.clone() };
         match self.on_leader(request).await? {
             LeaderDone::Written(written) => Ok(written),
-            LeaderDone::Membership(_) => {
-                Err(StrongError::Invalid("a write answered as a membership change".to_owned()).into())
-            }
+            _ => Err(StrongError::Invalid("a write answered as something else".to_owned()).into()),
         }
     }
 
@@ -185,6 +186,7 @@ impl StrongDocs {
             LeaderRequest::Write { key, op, pre } => {
                 LeaderDone::Written(self.write_as_leader(key, op, pre, deadline).await?)
             }
+            LeaderRequest::Txn(txn) => LeaderDone::Txn(self.txn_as_leader(txn, deadline).await?),
             LeaderRequest::AddLearner(info) => LeaderDone::Membership(path.add_learner(info.clone()).await?),
             LeaderRequest::Promote(id) => LeaderDone::Membership(path.promote(*id).await?),
             LeaderRequest::Remove(id) => LeaderDone::Membership(path.remove_voter(*id).await?),
@@ -209,14 +211,31 @@ impl StrongDocs {
                 }))
             }
             WireDone::Membership(position) => Ok(LeaderDone::Membership(position)),
+            WireDone::Txn { body, index } => {
+                let body = serde_json::from_str(&body).map_err(|e| StrongError::Indeterminate {
+                    reason: format!("the leader's transaction answer: {e}"),
+                })?;
+                Ok(LeaderDone::Txn(TxnDone { body, index }))
+            }
         }
     }
 
-    fn stripe(&self, key: &DocKey) -> &tokio::sync::Mutex<()> {
+    /// Locks the write stripes of `keys`, in stripe order (so two sections never deadlock).
+    async fn lock_stripes(&self, keys: &BTreeSet<DocKey>) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
         use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut hasher);
-        &self.inner.stripes[(hasher.finish() % WRITE_STRIPES as u64) as usize]
+        let stripes: BTreeSet<usize> = keys
+            .iter()
+            .map(|key| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut hasher);
+                (hasher.finish() % WRITE_STRIPES as u64) as usize
+            })
+            .collect();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.inner.stripes[stripe].lock().await);
+        }
+        guards
     }
 
     /// The cluster id, naming the cluster first if no command has yet.
@@ -231,53 +250,49 @@ impl StrongDocs {
         }
     }
 
-    async fn write_as_leader(
+    /// Plans a section on the leader (as the cluster's actor), proposes its changes and
+    /// returns once they are applied here. Writes to the same documents are serialised; a
+    /// plan the state machine finds stale is recomputed after a read barrier; an answer that
+    /// writes nothing (a refusal, a no-op, a read-only section) is given only once a read
+    /// barrier shows the state it came from is current.
+    async fn commit_section<T>(
         &self,
-        key: &DocKey,
-        op: &TxnOp,
-        pre: &Precondition,
+        keys: &BTreeSet<DocKey>,
         deadline: Instant,
-    ) -> StrongResult<StrongWritten> {
-        let _serialised = self.stripe(key).lock().await;
+        plan: impl Fn(&automerge::ActorId) -> Result<PlannedSection<T>, crate::node::NodeError>,
+    ) -> StrongResult<CommittedSection<T>> {
+        let _serialised = self.lock_stripes(keys).await;
         let cluster = self.cluster_id().await?;
+        let actor = cluster.actor();
         let mut barrier: Option<u64> = None;
         let mut stale_rounds = 0u32;
         loop {
-            let plan = self.inner.node.plan_strong(key, op, pre, cluster.actor());
-            let change = match plan {
-                Ok(Plan::Change(change)) => change,
-                // A refusal or a no-op is final only once a barrier shows the state is current.
-                Ok(Plan::Unchanged(_)) | Err(_) if barrier.is_none() => {
+            let section = match plan(&actor) {
+                Ok(section) if !section.writes.is_empty() => section,
+                Ok(_) | Err(_) if barrier.is_none() => {
                     barrier = Some(self.barrier().await?);
                     continue;
                 }
-                Ok(Plan::Unchanged(version)) => {
-                    return Ok(StrongWritten { version, change: None, created: false, index: barrier });
+                Ok(section) => {
+                    return Ok(CommittedSection { value: section.value, cluster, applied: Vec::new(), index: barrier })
                 }
                 Err(refusal) => return Err(refusal.into()),
             };
+            let PlannedSection { value, writes, reads, time_ms } = section;
             let command = StrongCommand::Write {
-                time_ms: change.time_ms,
-                writes: vec![DocWrite { doc: key.clone(), kind: op.kind(), change: change.change }],
+                time_ms,
+                writes: writes.into_iter().map(|w| DocWrite { doc: w.key, kind: w.kind, changes: w.changes }).collect(),
+                reads: reads.into_iter().map(|(doc, seq)| DocRead { doc, seq }).collect(),
             };
             let committed = self.inner.path.propose(command.to_command()).await?;
             match Outcome::decode(&committed.result.0).map_err(crate::node::NodeError::from)? {
-                Outcome::Applied(docs) => {
-                    let Some(doc) = docs.into_iter().next() else {
-                        return Err(StrongError::Invalid("the write was applied without a result".to_owned()).into());
-                    };
-                    let version = doc.version.parse::<Version>().map_err(|e| StrongError::Invalid(e.to_string()))?;
-                    return Ok(StrongWritten {
-                        version,
-                        change: Some(ChangeId { origin: cluster.origin(), seq: doc.seq }),
-                        created: doc.created,
-                        index: Some(committed.position.index),
-                    });
+                Outcome::Applied(applied) => {
+                    return Ok(CommittedSection { value, cluster, applied, index: Some(committed.position.index) })
                 }
-                Outcome::Stale { .. } => {
+                Outcome::Stale { doc } => {
                     if Instant::now() >= deadline {
                         return Err(StrongError::Unavailable {
-                            reason: format!("document {key} is still catching up on this leader"),
+                            reason: format!("document {doc} is still catching up on this leader"),
                         }
                         .into());
                     }
@@ -292,6 +307,70 @@ impl StrongDocs {
                     return Err(StrongError::Invalid("a write was applied as a naming command".to_owned()).into())
                 }
             }
+        }
+    }
+
+    /// One document write, on the leader.
+    async fn write_as_leader(
+        &self,
+        key: &DocKey,
+        op: &TxnOp,
+        pre: &Precondition,
+        deadline: Instant,
+    ) -> StrongResult<StrongWritten> {
+        let keys = BTreeSet::from([key.clone()]);
+        let section = self
+            .commit_section(&keys, deadline, |actor| {
+                self.inner.node.plan_atomic(&keys, actor, |view| {
+                    pre.check(view.doc(key)?)?;
+                    view.apply(key, op)?;
+                    Ok(view.doc(key)?.version())
+                })
+            })
+            .await?;
+        Ok(match section.applied.into_iter().next() {
+            Some(doc) => StrongWritten {
+                version: doc.version.parse::<Version>().map_err(|e| StrongError::Invalid(e.to_string()))?,
+                change: Some(ChangeId { origin: section.cluster.origin(), seq: doc.seq }),
+                created: doc.created,
+                index: section.index,
+            },
+            None => StrongWritten { version: section.value, change: None, created: false, index: section.index },
+        })
+    }
+
+    /// A one-shot transaction, on the leader: compares and the chosen branch are evaluated
+    /// on the leader's state and committed only if that state is still current.
+    async fn txn_as_leader(&self, txn: &StrongTxn, deadline: Instant) -> StrongResult<TxnDone> {
+        let keys = txn_keys(&txn.compares, &txn.success, &txn.failure);
+        let section = self
+            .commit_section(&keys, deadline, |actor| {
+                self.inner
+                    .node
+                    .plan_atomic(&keys, actor, |view| run_once(view, &txn.compares, &txn.success, &txn.failure))
+            })
+            .await?;
+        let (succeeded, results) = section.value;
+        let origin = section.cluster.origin();
+        let changed = section
+            .applied
+            .iter()
+            .map(|doc| {
+                let change = ChangeId { origin: origin.clone(), seq: doc.seq };
+                changed_entry(&doc.doc, &doc.version, Some(change.to_string()))
+            })
+            .collect();
+        let outcome = OnceOutcome { succeeded, results, changed };
+        let body = serde_json::to_value(&outcome).map_err(|e| StrongError::Invalid(e.to_string()))?;
+        Ok(TxnDone { body, index: section.index })
+    }
+
+    /// Runs the one-shot transaction `txn` through Raft, on the leader wherever this node
+    /// stands. Returns the response body (as `POST /v1/txn` answers it) and the Raft index.
+    pub async fn txn(&self, txn: StrongTxn) -> StrongResult<TxnDone> {
+        match self.on_leader(LeaderRequest::Txn(txn)).await? {
+            LeaderDone::Txn(done) => Ok(done),
+            _ => Err(StrongError::Invalid("a transaction answered as something else".to_owned()).into()),
         }
     }
 
@@ -359,10 +438,37 @@ impl ForwardHandler for LeaderSide {
     }
 }
 
+/// A one-shot transaction for the strong path.
+#[derive(Debug, Clone)]
+pub struct StrongTxn {
+    pub compares: Vec<Compare>,
+    pub success: Vec<TxnStep>,
+    pub failure: Vec<TxnStep>,
+}
+
+/// A committed (or read-only) one-shot transaction.
+#[derive(Debug, Clone)]
+pub struct TxnDone {
+    /// The response body, shaped like the eventual `POST /v1/txn`'s.
+    pub body: serde_json::Value,
+    pub index: Option<u64>,
+}
+
+/// What [`StrongDocs::commit_section`] produced.
+struct CommittedSection<T> {
+    value: T,
+    cluster: ClusterId,
+    /// The documents written (empty when the section wrote nothing).
+    applied: Vec<command::AppliedDoc>,
+    /// The Raft index the answer reflects.
+    index: Option<u64>,
+}
+
 /// Work only the leader does.
 #[derive(Debug, Clone)]
 pub(crate) enum LeaderRequest {
     Write { key: DocKey, op: TxnOp, pre: Precondition },
+    Txn(StrongTxn),
     AddLearner(NodeInfo),
     Promote(RaftNodeId),
     Remove(RaftNodeId),
@@ -372,6 +478,7 @@ pub(crate) enum LeaderRequest {
 #[derive(Debug, Clone)]
 pub(crate) enum LeaderDone {
     Written(StrongWritten),
+    Txn(TxnDone),
     Membership(LogPosition),
 }
 
@@ -383,6 +490,7 @@ impl LeaderRequest {
                 op: WireOp::from_op(op),
                 pre: WirePrecondition::from_precondition(pre),
             }),
+            LeaderRequest::Txn(txn) => WireRequest::Txn(WireTxn::from_txn(txn)),
             LeaderRequest::AddLearner(info) => WireRequest::AddLearner(info.clone()),
             LeaderRequest::Promote(id) => WireRequest::Promote(*id),
             LeaderRequest::Remove(id) => WireRequest::Remove(*id),
@@ -394,6 +502,7 @@ impl LeaderRequest {
             WireRequest::Write(write) => {
                 LeaderRequest::Write { key: write.doc, op: write.op.to_op()?, pre: write.pre.to_precondition()? }
             }
+            WireRequest::Txn(txn) => LeaderRequest::Txn(txn.into_txn()?),
             WireRequest::AddLearner(info) => LeaderRequest::AddLearner(info),
             WireRequest::Promote(id) => LeaderRequest::Promote(id),
             WireRequest::Remove(id) => LeaderRequest::Remove(id),
@@ -411,6 +520,7 @@ impl LeaderDone {
                 index: written.index,
             }),
             LeaderDone::Membership(position) => WireDone::Membership(position),
+            LeaderDone::Txn(done) => WireDone::Txn { body: done.body.to_string(), index: done.index },
         }
     }
 }

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use statemesh_protocol::{ChangeId, DocKey, Version};
 
 use super::error::StrongDocError;
-use crate::node::{Precondition, TxnOp};
+use super::StrongTxn;
+use crate::node::{Compare, CompareOp, CompareTarget, Precondition, TxnOp, TxnStep};
 use crate::raft::{LogPosition, NodeInfo, RaftNodeId};
 use crate::storage::codec;
 
@@ -16,6 +17,7 @@ use crate::storage::codec;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireRequest {
     Write(WireWrite),
+    Txn(WireTxn),
     AddLearner(NodeInfo),
     Promote(RaftNodeId),
     Remove(RaftNodeId),
@@ -26,6 +28,43 @@ pub enum WireRequest {
 pub enum WireDone {
     Written(WireWritten),
     Membership(LogPosition),
+    /// The transaction's response body as JSON text, and its Raft index.
+    Txn {
+        body: String,
+        index: Option<u64>,
+    },
+}
+
+/// A forwarded one-shot transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireTxn {
+    pub compares: Vec<WireCompare>,
+    pub success: Vec<WireStep>,
+    pub failure: Vec<WireStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCompare {
+    pub doc: DocKey,
+    pub op: CompareOp,
+    pub target: WireTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireTarget {
+    Version(String),
+    Exists(bool),
+    /// A JSON Pointer and the JSON value as text.
+    Value {
+        pointer: String,
+        value: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireStep {
+    Write { doc: DocKey, op: WireOp },
+    Get { doc: DocKey },
 }
 
 /// A forwarded write.
@@ -86,6 +125,66 @@ impl WireOp {
             WireOp::Patch(text) => TxnOp::Patch(parse(text)?),
             WireOp::Delete => TxnOp::Delete,
         })
+    }
+}
+
+impl WireTxn {
+    pub fn from_txn(txn: &StrongTxn) -> Self {
+        let steps = |steps: &[TxnStep]| {
+            steps
+                .iter()
+                .map(|step| match step {
+                    TxnStep::Write(doc, op) => WireStep::Write { doc: doc.clone(), op: WireOp::from_op(op) },
+                    TxnStep::Get(doc) => WireStep::Get { doc: doc.clone() },
+                })
+                .collect()
+        };
+        let compares = txn
+            .compares
+            .iter()
+            .map(|c| WireCompare {
+                doc: c.key.clone(),
+                op: c.op,
+                target: match &c.target {
+                    CompareTarget::Version(version) => WireTarget::Version(version.to_string()),
+                    CompareTarget::Exists(wanted) => WireTarget::Exists(*wanted),
+                    CompareTarget::Value { pointer, value } => {
+                        WireTarget::Value { pointer: pointer.clone(), value: value.to_string() }
+                    }
+                },
+            })
+            .collect();
+        Self { compares, success: steps(&txn.success), failure: steps(&txn.failure) }
+    }
+
+    pub fn into_txn(self) -> Result<StrongTxn, String> {
+        let steps = |steps: Vec<WireStep>| -> Result<Vec<TxnStep>, String> {
+            steps
+                .into_iter()
+                .map(|step| match step {
+                    WireStep::Write { doc, op } => Ok(TxnStep::Write(doc, op.to_op()?)),
+                    WireStep::Get { doc } => Ok(TxnStep::Get(doc)),
+                })
+                .collect()
+        };
+        let compares = self
+            .compares
+            .into_iter()
+            .map(|c| {
+                let target = match c.target {
+                    WireTarget::Version(text) => {
+                        CompareTarget::Version(text.parse::<Version>().map_err(|e| format!("forwarded version: {e}"))?)
+                    }
+                    WireTarget::Exists(wanted) => CompareTarget::Exists(wanted),
+                    WireTarget::Value { pointer, value } => CompareTarget::Value {
+                        pointer,
+                        value: serde_json::from_str(&value).map_err(|e| format!("forwarded JSON: {e}"))?,
+                    },
+                };
+                Ok(Compare { key: c.doc, op: c.op, target })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(StrongTxn { compares, success: steps(self.success)?, failure: steps(self.failure)? })
     }
 }
 

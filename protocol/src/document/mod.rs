@@ -96,6 +96,12 @@ impl Document {
         self
     }
 
+    /// How many changes this document's writing actor has made to it (its last sequence
+    /// number; 0 for none).
+    pub fn own_seq(&self) -> u64 {
+        self.doc.get_last_local_change().map_or(0, |change| change.seq())
+    }
+
     /// The compact whole-document encoding.
     pub fn save(&self) -> Vec<u8> {
         self.doc.save()

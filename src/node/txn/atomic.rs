@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use automerge::ActorId;
 use parking_lot::MutexGuard;
 use serde_json::Value;
 use statemesh_protocol::{ChangeKind, DocKey, Document, WriteOutcome};
@@ -48,6 +49,8 @@ pub struct AtomicView<'a> {
     entries: BTreeMap<DocKey, MutexGuard<'a, DocEntry>>,
     working: BTreeMap<DocKey, Working>,
     now: i64,
+    /// Working copies write as this actor instead of the node's (the strong path's cluster).
+    actor: Option<ActorId>,
 }
 
 impl AtomicView<'_> {
@@ -66,7 +69,10 @@ impl AtomicView<'_> {
     pub fn apply(&mut self, key: &DocKey, op: &TxnOp) -> Result<(), NodeError> {
         let rules = self.node.inner.namespaces.rules(&key.namespace)?;
         if !self.working.contains_key(key) {
-            let doc = self.doc(key)?.clone();
+            let doc = match &self.actor {
+                Some(actor) => self.doc(key)?.clone().with_actor(actor.clone()),
+                None => self.doc(key)?.clone(),
+            };
             let existed = doc.exists();
             self.working.insert(key.clone(), Working { doc, existed, kind: op.kind(), changes: Vec::new() });
         }
@@ -79,7 +85,7 @@ impl AtomicView<'_> {
 }
 
 /// Applies `op` to `doc` (the document `key`) after checking the namespace's rules.
-pub(crate) fn apply_op(
+fn apply_op(
     doc: &mut Document,
     key: &DocKey,
     op: &TxnOp,
@@ -135,7 +141,7 @@ impl Node {
                 observed = observed.max(guard.last_pos);
                 entries.insert(key.clone(), guard);
             }
-            let mut view = AtomicView { node: self, entries, working: BTreeMap::new(), now: now_ms() };
+            let mut view = AtomicView { node: self, entries, working: BTreeMap::new(), now: now_ms(), actor: None };
             let value = body(&mut view)?;
             let AtomicView { mut entries, working, now, .. } = view;
             let mut prepared = Vec::new();
@@ -167,5 +173,63 @@ impl Node {
         };
         self.inner.sequencer.wait_durable(wait_for).await?;
         Ok((value, results))
+    }
+}
+
+/// A section computed as another actor and not applied: what the strong path proposes.
+#[derive(Debug)]
+pub struct PlannedSection<T> {
+    /// The body's value.
+    pub value: T,
+    /// Documents the section changed, in key order, with their new changes.
+    pub writes: Vec<PlannedDoc>,
+    /// Documents it only read, with the actor's sequence number in each as read.
+    pub reads: Vec<(DocKey, u64)>,
+    /// The time the changes carry.
+    pub time_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct PlannedDoc {
+    pub key: DocKey,
+    pub kind: ChangeKind,
+    pub changes: Vec<Vec<u8>>,
+}
+
+impl Node {
+    /// Runs `body` over the documents `keys` like [`Node::atomic`], but with working copies
+    /// that write as `actor`, and applies nothing: returns the changes the section would make
+    /// and what it read. Preconditions and namespace rules are checked as for any write.
+    pub(crate) fn plan_atomic<T>(
+        &self,
+        keys: &BTreeSet<DocKey>,
+        actor: &ActorId,
+        body: impl FnOnce(&mut AtomicView<'_>) -> Result<T, NodeError>,
+    ) -> Result<PlannedSection<T>, NodeError> {
+        let durable_pos = self.inner.sequencer.durable().pos;
+        let handles: Vec<_> = keys.iter().map(|key| (key.clone(), self.inner.cache.entry(key, durable_pos))).collect();
+        let mut entries = BTreeMap::new();
+        for (key, handle) in &handles {
+            let mut guard = handle.lock();
+            self.ensure_loaded(key, &mut guard)?;
+            entries.insert(key.clone(), guard);
+        }
+        let now = now_ms();
+        let mut view = AtomicView { node: self, entries, working: BTreeMap::new(), now, actor: Some(actor.clone()) };
+        let value = body(&mut view)?;
+        let mut writes = Vec::new();
+        let mut reads = Vec::new();
+        for key in keys {
+            match view.working.remove(key) {
+                Some(working) if !working.changes.is_empty() => {
+                    writes.push(PlannedDoc { key: key.clone(), kind: working.kind, changes: working.changes });
+                }
+                _ => {
+                    let seq = view.doc(key)?.clone().with_actor(actor.clone()).own_seq();
+                    reads.push((key.clone(), seq));
+                }
+            }
+        }
+        Ok(PlannedSection { value, writes, reads, time_ms: now })
     }
 }

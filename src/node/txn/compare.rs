@@ -116,6 +116,57 @@ fn compare_json(actual: &Value, expected: &Value) -> Option<Ordering> {
     }
 }
 
+/// Every document a one-shot transaction names.
+pub fn txn_keys(compares: &[Compare], success: &[TxnStep], failure: &[TxnStep]) -> BTreeSet<DocKey> {
+    compares.iter().map(|c| c.key.clone()).chain(success.iter().chain(failure).map(|s| s.key().clone())).collect()
+}
+
+/// Evaluates `compares` in `view` and runs the chosen branch there. Returns whether the
+/// compares held and each step's result.
+pub fn run_once(
+    view: &mut AtomicView<'_>,
+    compares: &[Compare],
+    success: &[TxnStep],
+    failure: &[TxnStep],
+) -> Result<(bool, Vec<StepResult>), NodeError> {
+    let mut all = true;
+    for compare in compares {
+        all &= holds(view, compare)?;
+    }
+    let branch = if all { success } else { failure };
+    let mut results = Vec::with_capacity(branch.len());
+    for step in branch {
+        let (op, document) = match step {
+            TxnStep::Write(key, write) => {
+                view.apply(key, write)?;
+                let name = match write {
+                    TxnOp::Put(_) => "put",
+                    TxnOp::Patch(_) => "patch",
+                    TxnOp::Delete => "delete",
+                };
+                (name, None)
+            }
+            TxnStep::Get(key) => {
+                let doc = view.doc(key)?;
+                ("get", Some(if doc.exists() { doc.to_json() } else { Value::Null }))
+            }
+        };
+        let key = step.key();
+        results.push(StepResult { op, namespace: key.namespace.to_string(), id: key.doc_id.to_string(), document });
+    }
+    Ok((all, results))
+}
+
+/// One entry of [`OnceOutcome::changed`].
+pub fn changed_entry(key: &DocKey, version: &str, change: Option<String>) -> Value {
+    serde_json::json!({
+        "namespace": key.namespace.as_str(),
+        "id": key.doc_id.as_str(),
+        "version": version,
+        "change": change,
+    })
+}
+
 impl Node {
     /// Evaluates `compares`; applies `success` if all hold, else `failure`; atomically.
     pub async fn txn_once(
@@ -124,56 +175,12 @@ impl Node {
         success: &[TxnStep],
         failure: &[TxnStep],
     ) -> Result<OnceOutcome, NodeError> {
-        let keys: BTreeSet<DocKey> = compares
-            .iter()
-            .map(|c| c.key.clone())
-            .chain(success.iter().chain(failure).map(|s| s.key().clone()))
-            .collect();
-        let ((succeeded, results), changed) = self
-            .atomic(&keys, |view| {
-                let mut all = true;
-                for compare in compares {
-                    all &= holds(view, compare)?;
-                }
-                let branch = if all { success } else { failure };
-                let mut results = Vec::with_capacity(branch.len());
-                for step in branch {
-                    let (op, document) = match step {
-                        TxnStep::Write(key, write) => {
-                            view.apply(key, write)?;
-                            let name = match write {
-                                TxnOp::Put(_) => "put",
-                                TxnOp::Patch(_) => "patch",
-                                TxnOp::Delete => "delete",
-                            };
-                            (name, None)
-                        }
-                        TxnStep::Get(key) => {
-                            let doc = view.doc(key)?;
-                            ("get", Some(if doc.exists() { doc.to_json() } else { Value::Null }))
-                        }
-                    };
-                    let key = step.key();
-                    results.push(StepResult {
-                        op,
-                        namespace: key.namespace.to_string(),
-                        id: key.doc_id.to_string(),
-                        document,
-                    });
-                }
-                Ok((all, results))
-            })
-            .await?;
+        let keys = txn_keys(compares, success, failure);
+        let ((succeeded, results), changed) =
+            self.atomic(&keys, |view| run_once(view, compares, success, failure)).await?;
         let changed = changed
             .into_iter()
-            .map(|(key, result)| {
-                serde_json::json!({
-                    "namespace": key.namespace.as_str(),
-                    "id": key.doc_id.as_str(),
-                    "version": result.version.to_string(),
-                    "change": result.change.map(|c| c.to_string()),
-                })
-            })
+            .map(|(key, result)| changed_entry(&key, &result.version.to_string(), result.change.map(|c| c.to_string())))
             .collect();
         Ok(OnceOutcome { succeeded, results, changed })
     }

@@ -5,7 +5,8 @@ mod atomic;
 mod compare;
 mod interactive;
 
-pub(crate) use atomic::apply_op;
-pub use atomic::TxnOp;
-pub use compare::{Compare, CompareOp, CompareTarget, OnceOutcome, StepResult, TxnStep};
+pub use atomic::{AtomicView, PlannedDoc, PlannedSection, TxnOp};
+pub use compare::{
+    changed_entry, run_once, txn_keys, Compare, CompareOp, CompareTarget, OnceOutcome, StepResult, TxnStep,
+};
 pub use interactive::{Transactions, TxnInfo, TxnRead};

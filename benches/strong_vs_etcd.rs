@@ -18,7 +18,9 @@
 //! the same cores as the load driver, so what is compared is the whole path on one machine,
 //! not either server alone. For the same reason each row also gives the CPU time (user and
 //! system, from `/proc`) the three servers and the load driver used in the measured window,
-//! per put: what each system spends on a write, apart from how the cores were shared.
+//! per put: what each system spends on a write, apart from how the cores were shared; and how
+//! many cores anything else kept busy meanwhile (`/proc/stat`), so a row disturbed by other
+//! work on the machine shows it.
 //!
 //! Run: `scripts/bench-strong` (installs etcd if needed), or `cargo bench --bench
 //! strong_vs_etcd`. Settings: `BENCH_SECONDS` (measured per level, default 5),
@@ -464,6 +466,9 @@ struct Row {
     server_us: f64,
     /// CPU the load driver used in the measured window, per put, in microseconds.
     driver_us: f64,
+    /// Cores busy with anything else in the measured window (other processes, and kernel
+    /// threads such as the filesystem's journal): a disturbed row shows here.
+    others: f64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -486,6 +491,17 @@ fn cpu_time(pid: Option<u32>) -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// CPU time the whole machine has spent busy so far (every state of `/proc/stat`'s `cpu`
+/// line but idle and iowait).
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).map_while(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already within user)
+    let busy: u64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    Duration::from_millis(busy * 10)
+}
+
 async fn run_level(
     http: &reqwest::Client,
     system: System,
@@ -502,9 +518,10 @@ async fn run_level(
         .collect();
     let servers = || cluster.processes.iter().map(|p| cpu_time(Some(p.child.id()))).sum::<Duration>();
     tokio::time::sleep_until(measure_from.into()).await;
-    let (servers_before, driver_before) = (servers(), cpu_time(None));
+    let (servers_before, driver_before, busy_before) = (servers(), cpu_time(None), machine_busy());
     tokio::time::sleep_until(until.into()).await;
     let (server_cpu, driver_cpu) = (servers() - servers_before, cpu_time(None) - driver_before);
+    let others = machine_busy().saturating_sub(busy_before).saturating_sub(server_cpu + driver_cpu);
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
@@ -526,6 +543,7 @@ async fn run_level(
         errors,
         server_us: per_put(server_cpu),
         driver_us: per_put(driver_cpu),
+        others: others.as_secs_f64() / settings.seconds.as_secs_f64(),
     })
 }
 
@@ -537,14 +555,15 @@ fn ms(d: Duration) -> f64 {
 
 fn print_row(system: System, clients: usize, row: &Row) {
     println!(
-        "| {:<18} | {clients:>7} | {:>8.0} | {:>8.2} | {:>8.2} | {:>6} | {:>19.0} | {:>19.0} |",
+        "| {:<18} | {clients:>7} | {:>8.0} | {:>8.2} | {:>8.2} | {:>6} | {:>19.0} | {:>19.0} | {:>14.2} |",
         system.label(),
         row.puts_per_s,
         ms(row.p50),
         ms(row.p99),
         row.errors,
         row.server_us,
-        row.driver_us
+        row.driver_us,
+        row.others
     );
 }
 
@@ -568,10 +587,10 @@ async fn run(settings: &Settings) -> anyhow::Result<Results> {
     let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).tcp_nodelay(true).build()?;
     let mut results = Results::new();
     println!(
-        "| system             | clients |   puts/s | p50 (ms) | p99 (ms) | errors | server CPU/put (µs) | driver CPU/put (µs) |"
+        "| system             | clients |   puts/s | p50 (ms) | p99 (ms) | errors | server CPU/put (µs) | driver CPU/put (µs) | others (cores) |"
     );
     println!(
-        "|--------------------|---------|----------|----------|----------|--------|---------------------|---------------------|"
+        "|--------------------|---------|----------|----------|----------|--------|---------------------|---------------------|----------------|"
     );
     if settings.systems.contains(&System::Etcd) {
         let mut cluster = start_etcd(&settings.etcd)?;

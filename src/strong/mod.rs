@@ -359,16 +359,8 @@ impl StrongDocs {
                     .plan_atomic(&keys, actor, |view| run_once(view, &txn.compares, &txn.success, &txn.failure))
             })
             .await?;
+        let changed = section.changed();
         let (succeeded, results) = section.value;
-        let origin = section.cluster.origin();
-        let changed = section
-            .applied
-            .iter()
-            .map(|doc| {
-                let change = ChangeId { origin: origin.clone(), seq: doc.seq };
-                changed_entry(&doc.doc, &doc.version, Some(change.to_string()))
-            })
-            .collect();
         let outcome = OnceOutcome { succeeded, results, changed };
         let body = serde_json::to_value(&outcome).map_err(|e| StrongError::Invalid(e.to_string()))?;
         Ok(TxnDone { body, index: section.index })
@@ -383,15 +375,7 @@ impl StrongDocs {
                 self.inner.node.plan_atomic(&keys, actor, |view| set.validate_and_apply(view))
             })
             .await?;
-        let origin = section.cluster.origin();
-        let changed: Vec<serde_json::Value> = section
-            .applied
-            .iter()
-            .map(|doc| {
-                let change = ChangeId { origin: origin.clone(), seq: doc.seq };
-                changed_entry(&doc.doc, &doc.version, Some(change.to_string()))
-            })
-            .collect();
+        let changed = section.changed();
         Ok(TxnDone { body: serde_json::json!({"committed": true, "changed": changed}), index: section.index })
     }
 
@@ -501,6 +485,21 @@ struct CommittedSection<T> {
     applied: Vec<command::AppliedDoc>,
     /// The Raft index the answer reflects.
     index: Option<u64>,
+}
+
+impl<T> CommittedSection<T> {
+    /// The transaction answers' `changed` entries: each document written, its version and
+    /// its change under the cluster's origin.
+    fn changed(&self) -> Vec<serde_json::Value> {
+        let origin = self.cluster.origin();
+        self.applied
+            .iter()
+            .map(|doc| {
+                let change = ChangeId { origin: origin.clone(), seq: doc.seq };
+                changed_entry(&doc.doc, &doc.version, Some(change.to_string()))
+            })
+            .collect()
+    }
 }
 
 /// Work only the leader does.

@@ -12,11 +12,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::consistency::strong_node as strong;
 use super::error::ApiError;
 use super::extract;
 use super::AppState;
 use crate::raft::Initialized;
-use crate::strong::{StrongDocError, StrongNode};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -25,10 +25,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/cluster/add-learner", post(add_learner))
         .route("/v1/cluster/promote", post(promote))
         .route("/v1/cluster/remove", post(remove))
-}
-
-fn strong(state: &AppState) -> Result<&StrongNode, ApiError> {
-    state.strong.as_ref().ok_or_else(|| StrongDocError::Disabled.into())
 }
 
 async fn status(State(state): State<AppState>) -> Result<Response, ApiError> {

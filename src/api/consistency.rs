@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::config::{BoundedFallback, Config, ConsistencyLevel};
 use crate::raft::StrongError;
-use crate::strong::{ReadLevel, ReadStamp, StrongDocError, StrongDocs};
+use crate::strong::{ReadLevel, ReadStamp, StrongDocError, StrongDocs, StrongNode};
 
 pub const RAFT_INDEX: HeaderName = HeaderName::from_static("x-statemesh-raft-index");
 pub const STALENESS: HeaderName = HeaderName::from_static("x-statemesh-staleness-ms");
@@ -63,9 +63,22 @@ fn level_name(text: &str) -> Result<ConsistencyLevel, ApiError> {
     }
 }
 
-/// The strong path, or why a request that needs it cannot have it here.
+/// The node's strong path, or why a request that needs it cannot have it here.
+pub fn strong_node(state: &AppState) -> Result<&StrongNode, ApiError> {
+    state.strong.as_ref().ok_or_else(|| StrongDocError::Disabled.into())
+}
+
+/// The documents' strong path, or why a request that needs it cannot have it here.
 pub fn strong(state: &AppState) -> Result<&StrongDocs, ApiError> {
-    state.strong.as_ref().map(|s| &s.docs).ok_or_else(|| StrongDocError::Disabled.into())
+    strong_node(state).map(|s| &s.docs)
+}
+
+/// Marks a response as served through Raft, at `index` when known.
+pub fn strong_headers(headers: &mut HeaderMap, index: Option<u64>) {
+    if let Some(index) = index {
+        headers.insert(RAFT_INDEX, HeaderValue::from(index));
+    }
+    headers.insert(CONSISTENCY, HeaderValue::from_static("strong"));
 }
 
 /// Whether a write to `key` goes through Raft.

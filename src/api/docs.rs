@@ -40,10 +40,7 @@ fn strong_write_response(written: StrongWritten, created_status: bool) -> Respon
     let index = written.index;
     let result = WriteResult { version: written.version, change: written.change, created: written.created };
     let mut response = write_response(result, created_status);
-    if let Some(index) = index {
-        response.headers_mut().insert(consistency::RAFT_INDEX, HeaderValue::from(index));
-    }
-    response.headers_mut().insert(consistency::CONSISTENCY, HeaderValue::from_static("strong"));
+    consistency::strong_headers(response.headers_mut(), index);
     response
 }
 

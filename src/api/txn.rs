@@ -160,10 +160,7 @@ async fn once(
     if strong {
         let done = consistency::strong(&state)?.txn(StrongTxn { compares, success, failure }).await?;
         let mut response = Json(done.body).into_response();
-        if let Some(index) = done.index {
-            response.headers_mut().insert(consistency::RAFT_INDEX, HeaderValue::from(index));
-        }
-        response.headers_mut().insert(consistency::CONSISTENCY, HeaderValue::from_static("strong"));
+        consistency::strong_headers(response.headers_mut(), done.index);
         return Ok(response);
     }
     let outcome = state.node.txn_once(&compares, &success, &failure).await?;

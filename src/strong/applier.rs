@@ -58,6 +58,17 @@ struct Machine {
     count: u64,
 }
 
+/// What one call to [`Applier::apply`] accumulates over its entries.
+#[derive(Default)]
+struct Batch {
+    /// Documents' state as written by earlier entries of the batch (not yet in storage).
+    docs: HashMap<DocKey, DocState>,
+    /// Bookkeeping waiting to ride with the next write.
+    pending_ops: Vec<BatchOp>,
+    /// Records logged, announced to replication once durable.
+    logged: Vec<ChangeId>,
+}
+
 /// The node's [`Applier`].
 pub struct DocApplier {
     node: Node,
@@ -82,8 +93,8 @@ impl DocApplier {
         self.machine.lock().cluster
     }
 
-    fn doc_state(&self, doc: &DocKey, batch: &HashMap<DocKey, DocState>) -> Result<DocState, ApplyError> {
-        if let Some(state) = batch.get(doc) {
+    fn doc_state(&self, doc: &DocKey, batch: &Batch) -> Result<DocState, ApplyError> {
+        if let Some(state) = batch.docs.get(doc) {
             return Ok(*state);
         }
         match self.node.storage().get(Family::RaftMeta, &doc_key(doc))? {
@@ -101,7 +112,7 @@ impl DocApplier {
         index: u64,
         writes: &[DocWrite],
         reads: &[DocRead],
-        batch: &HashMap<DocKey, DocState>,
+        batch: &Batch,
     ) -> Result<Result<Option<Vec<DocState>>, Outcome>, ApplyError> {
         if writes.is_empty() {
             return Ok(Err(Outcome::Invalid("a write command without writes".to_owned())));
@@ -144,16 +155,13 @@ impl DocApplier {
     }
 
     /// Applies one write command. Returns its outcome and the ids it logged.
-    #[allow(clippy::too_many_arguments)]
     fn apply_write(
         &self,
         index: u64,
         time_ms: i64,
         writes: Vec<DocWrite>,
         reads: &[DocRead],
-        batch: &mut HashMap<DocKey, DocState>,
-        pending_ops: &mut Vec<BatchOp>,
-        logged: &mut Vec<ChangeId>,
+        batch: &mut Batch,
     ) -> Result<Outcome, ApplyError> {
         let mut machine = self.machine.lock();
         let Some(cluster) = machine.cluster else {
@@ -165,13 +173,13 @@ impl DocApplier {
             Err(refusal) => return Ok(refusal),
         };
         let origin: NodeId = cluster.origin();
-        let mut ops = std::mem::take(pending_ops);
+        let mut ops = std::mem::take(&mut batch.pending_ops);
         let mut records = Vec::with_capacity(writes.len());
         let mut seqs = Vec::with_capacity(writes.len());
         for (write, state) in writes.into_iter().zip(states) {
             machine.count += 1;
             ops.push(BatchOp::Put { family: Family::RaftMeta, key: doc_key(&write.doc), value: codec::encode(&state) });
-            batch.insert(write.doc.clone(), state);
+            batch.docs.insert(write.doc.clone(), state);
             seqs.push((write.doc.clone(), machine.count));
             records.push(ChangeRecord {
                 id: ChangeId { origin: origin.clone(), seq: machine.count },
@@ -186,7 +194,7 @@ impl DocApplier {
             key: COUNT_KEY.to_vec(),
             value: codec::encode(&machine.count),
         });
-        logged.extend(records.iter().map(|r| r.id.clone()));
+        batch.logged.extend(records.iter().map(|r| r.id.clone()));
         let (docs, _) = self.node.submit_committed(records, ops).map_err(storage_error)?;
         // `submit_committed` answers in document order, as are `seqs` once sorted.
         seqs.sort();
@@ -203,13 +211,7 @@ impl DocApplier {
         Ok(Outcome::Applied(applied))
     }
 
-    fn apply_one(
-        &self,
-        entry: ApplyEntry,
-        batch: &mut HashMap<DocKey, DocState>,
-        pending_ops: &mut Vec<BatchOp>,
-        logged: &mut Vec<ChangeId>,
-    ) -> Result<Outcome, ApplyError> {
+    fn apply_one(&self, entry: ApplyEntry, batch: &mut Batch) -> Result<Outcome, ApplyError> {
         if entry.command.kind != DOC_COMMAND_KIND {
             return Ok(Outcome::Invalid(format!("unknown command kind {}", entry.command.kind)));
         }
@@ -222,7 +224,7 @@ impl DocApplier {
                 let mut machine = self.machine.lock();
                 if machine.cluster.is_none() {
                     machine.cluster = Some(id);
-                    pending_ops.push(BatchOp::Put {
+                    batch.pending_ops.push(BatchOp::Put {
                         family: Family::RaftMeta,
                         key: CLUSTER_KEY.to_vec(),
                         value: codec::encode(&id),
@@ -232,7 +234,7 @@ impl DocApplier {
                 Ok(Outcome::Cluster(machine.cluster.unwrap_or(id)))
             }
             StrongCommand::Write { time_ms, writes, reads } => {
-                self.apply_write(entry.position.index, time_ms, writes, &reads, batch, pending_ops, logged)
+                self.apply_write(entry.position.index, time_ms, writes, &reads, batch)
             }
         }
     }
@@ -275,14 +277,13 @@ fn scan_all(node: &Node) -> Result<Entries, StorageError> {
 
 impl Applier for DocApplier {
     fn apply(&self, entries: Vec<ApplyEntry>, meta_ops: Vec<BatchOp>) -> Result<Vec<CommandResult>, ApplyError> {
-        let mut batch = HashMap::new();
-        let mut pending_ops = Vec::new();
-        let mut logged = Vec::new();
+        let mut batch = Batch::default();
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries {
-            let outcome = self.apply_one(entry, &mut batch, &mut pending_ops, &mut logged)?;
+            let outcome = self.apply_one(entry, &mut batch)?;
             results.push(CommandResult(outcome.encode()));
         }
+        let Batch { mut pending_ops, logged, .. } = batch;
         pending_ops.extend(meta_ops);
         // Last in the queue: once it is durable, so is every write of this batch.
         let last = self.node.submit_ops(pending_ops).map_err(storage_error)?;

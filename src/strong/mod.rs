@@ -142,10 +142,6 @@ impl StrongDocs {
         &self.inner.path
     }
 
-    pub fn node(&self) -> &Node {
-        &self.inner.node
-    }
-
     /// The cluster's id, once named.
     pub fn cluster(&self) -> Option<ClusterId> {
         self.inner.applier.cluster()

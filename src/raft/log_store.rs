@@ -3,11 +3,13 @@
 //!
 //! openraft's correctness rests on three promises this store keeps: a vote is on disk before
 //! `save_vote` returns, appended entries are on disk before the flush callback fires, and the
-//! log never has a hole. Every mutation is one [`WriteBatch`] through [`Storage::write`], which
-//! returns only once the batch is durable (WAL synced), so each promise is kept by returning
-//! after the write. The store calls storage synchronously: an fsync blocks the calling task,
-//! which keeps the order of I/O identical to the order openraft issued it (and deterministic
-//! under a simulator) at the cost of a runtime thread during the sync.
+//! log never has a hole. Every mutation is one [`WriteBatch`], written in the order openraft
+//! issued it. Votes, truncations and purges are durable writes ([`Storage::write`]) that
+//! return once synced. Appends are written unsynced (readable at once, as openraft requires)
+//! and their callbacks fire once a sync covers them (`log_flush.rs`), so the core keeps
+//! replicating and taking writes while the disk works, and appends share syncs. A crash
+//! keeps a prefix of the batches, so an unsynced append can vanish but never leave a hole.
+//! The committed pointer is a restart hint and is written unsynced too.
 //!
 //! The last log id and the last purged log id are kept in `raft_meta` too, written in the
 //! same batch as the entries they describe, so opening never scans the log.
@@ -21,6 +23,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 use parking_lot::Mutex;
 
+use super::log_flush::LogFlusher;
 use super::types::{Entry, LogId, OpenraftStorageError, TypeConfig, Vote};
 use crate::storage::codec;
 use crate::storage::{Family, Storage, StorageError, WriteBatch};
@@ -65,6 +68,7 @@ struct Bounds {
 pub(crate) struct LogStore {
     storage: Arc<dyn Storage>,
     bounds: Arc<Mutex<Bounds>>,
+    flusher: LogFlusher,
 }
 
 impl LogStore {
@@ -73,7 +77,7 @@ impl LogStore {
             last_purged: read_meta(storage.as_ref(), LAST_PURGED_KEY, "raft last purged log id")?,
             last_log: read_meta(storage.as_ref(), LAST_LOG_KEY, "raft last log id")?,
         };
-        Ok(Self { storage, bounds: Arc::new(Mutex::new(bounds)) })
+        Ok(Self { flusher: LogFlusher::new(storage.clone()), storage, bounds: Arc::new(Mutex::new(bounds)) })
     }
 }
 
@@ -176,7 +180,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(log_id) => batch.put(Family::RaftMeta, COMMITTED_KEY.to_vec(), codec::encode(&log_id)),
             None => batch.delete(Family::RaftMeta, COMMITTED_KEY.to_vec()),
         }
-        self.storage.write(batch).map_err(|e| write_err(&e))
+        // Only a hint for a faster restart (openraft may re-apply up to it without waiting for
+        // a leader), so it rides with the next sync instead of paying its own.
+        self.storage.write_unsynced(batch).map(|_| ()).map_err(|e| write_err(&e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, OpenraftStorageError> {
@@ -199,10 +205,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         };
         batch.put(Family::RaftMeta, LAST_LOG_KEY.to_vec(), codec::encode(&last));
-        match self.storage.write(batch) {
-            Ok(()) => {
+        match self.storage.write_unsynced(batch) {
+            Ok(durability) => {
                 self.bounds.lock().last_log = Some(last);
-                callback.log_io_completed(Ok(()));
+                self.flusher.after(durability, callback);
                 Ok(())
             }
             Err(e) => {

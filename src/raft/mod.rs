@@ -23,6 +23,7 @@
 mod config;
 mod forward;
 mod kv_applier;
+mod log_flush;
 mod log_store;
 mod loopback;
 mod network;

@@ -11,6 +11,7 @@ pub fn run_all(make: &dyn Fn() -> Box<dyn Storage>) {
     scan_respects_prefix_start_and_limit(make().as_ref());
     a_batch_applies_in_order(make().as_ref());
     a_consistent_visit_sees_one_point_in_time(make().as_ref());
+    an_unsynced_write_is_read_at_once(make().as_ref());
 }
 
 fn batch(f: impl FnOnce(&mut WriteBatch)) -> WriteBatch {
@@ -141,4 +142,12 @@ fn a_consistent_visit_sees_one_point_in_time(store: &dyn Storage) {
     });
     assert!(result.is_err());
     assert_eq!(calls, 1);
+}
+
+fn an_unsynced_write_is_read_at_once(store: &dyn Storage) {
+    store.write_unsynced(batch(|b| b.put(Family::RaftLog, b"k".to_vec(), b"1".to_vec()))).expect("write");
+    assert_eq!(store.get(Family::RaftLog, b"k").expect("get"), Some(b"1".to_vec()));
+    store.write_unsynced(batch(|b| b.delete(Family::RaftLog, b"k".to_vec()))).expect("write");
+    store.sync().expect("sync");
+    assert_eq!(store.get(Family::RaftLog, b"k").expect("get"), None);
 }

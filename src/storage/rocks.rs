@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, MergeOperands, Options,
-    WriteOptions, DB,
+    BlockBasedOptions, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Direction, IteratorMode,
+    MergeOperands, Options, WriteOptions, DB,
 };
 
-use super::{BatchOp, Family, Storage, StorageError, Visit, WriteBatch};
+use super::{BatchOp, Durability, Family, Storage, StorageError, Visit, WriteBatch};
 
 /// Block compression for RocksDB's SST files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,9 @@ impl RocksStorage {
         db_options.set_keep_log_file_num(5);
         db_options.set_max_total_wal_size(256 * 1024 * 1024);
         db_options.set_atomic_flush(true);
+        // After a crash, keep the WAL up to its first damaged record: a prefix of the batches
+        // (what `write_unsynced` promises), never a batch in part.
+        db_options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
 
         let families = Family::ALL.iter().map(|family| {
             let mut cf = Options::default();
@@ -121,8 +124,9 @@ fn io(e: rocksdb::Error) -> StorageError {
     StorageError::Io(e.into_string())
 }
 
-impl Storage for RocksStorage {
-    fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+impl RocksStorage {
+    /// One atomic write; with `sync`, returns once the WAL is on disk.
+    fn write_batch(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
         let mut rocks_batch = rocksdb::WriteBatch::default();
         for op in batch.ops() {
             match op {
@@ -132,8 +136,24 @@ impl Storage for RocksStorage {
             }
         }
         let mut write_options = WriteOptions::default();
-        write_options.set_sync(true);
+        write_options.set_sync(sync);
         self.db.write_opt(rocks_batch, &write_options).map_err(io)
+    }
+}
+
+impl Storage for RocksStorage {
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.write_batch(batch, true)
+    }
+
+    /// The batch is in the WAL file (the OS holds it) and the memtable; RocksDB's WAL
+    /// recovery keeps a prefix of the batches after a crash, never part of one.
+    fn write_unsynced(&self, batch: WriteBatch) -> Result<Durability, StorageError> {
+        self.write_batch(batch, false).map(|()| Durability::AfterSync)
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true).map_err(io)
     }
 
     fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {

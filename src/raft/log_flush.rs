@@ -1,0 +1,98 @@
+//! Durability of appended Raft log entries, off openraft's core task.
+//!
+//! openraft hands `append` a callback to call once the entries are on disk and carries on
+//! meanwhile: it sends the entries to followers and takes more client writes while the disk
+//! works. The log store writes entries unsynced (readable at once, as openraft requires) and
+//! hands the callback here. One thread syncs and then calls every callback that was waiting
+//! when the sync began, so appends that arrive during a sync share the next one (group
+//! commit for the log). Callbacks fire in append order; a failed sync fails every callback
+//! it covered, and openraft stops the node on a log write error.
+//!
+//! A store whose writes are durable as soon as they return (memory) never starts the thread:
+//! its callbacks fire inline, which keeps the simulator's runs on one thread.
+
+use std::io;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use openraft::storage::LogFlushed;
+use parking_lot::Mutex;
+
+use super::types::TypeConfig;
+use crate::storage::{Durability, Storage};
+
+/// Appends whose callbacks may wait for one sync before `append` itself waits.
+const QUEUE_CAPACITY: usize = 4096;
+
+type Callback = LogFlushed<TypeConfig>;
+
+/// Calls append callbacks once their entries are durable.
+pub(crate) struct LogFlusher {
+    storage: Arc<dyn Storage>,
+    /// Started at the first append that needs a sync.
+    queue: Mutex<Option<SyncSender<Callback>>>,
+}
+
+impl LogFlusher {
+    pub(crate) fn new(storage: Arc<dyn Storage>) -> Self {
+        Self { storage, queue: Mutex::new(None) }
+    }
+
+    /// Calls `callback` once an append written with `durability` is on disk.
+    pub(crate) fn after(&self, durability: Durability, callback: Callback) {
+        if durability == Durability::Now {
+            callback.log_io_completed(Ok(()));
+            return;
+        }
+        let mut queue = self.queue.lock();
+        let sender = match queue.as_ref() {
+            Some(sender) => sender.clone(),
+            None => match self.start() {
+                Ok(sender) => queue.insert(sender).clone(),
+                Err(e) => {
+                    callback.log_io_completed(Err(e));
+                    return;
+                }
+            },
+        };
+        drop(queue);
+        match sender.try_send(callback) {
+            Ok(()) => {}
+            // The thread is behind by a whole queue: wait for room, which is the back-pressure
+            // a synchronous append would have applied anyway.
+            Err(TrySendError::Full(callback)) => {
+                if let Err(mpsc::SendError(callback)) = sender.send(callback) {
+                    callback.log_io_completed(Err(io::Error::other("the raft log flusher stopped")));
+                }
+            }
+            Err(TrySendError::Disconnected(callback)) => {
+                callback.log_io_completed(Err(io::Error::other("the raft log flusher stopped")));
+            }
+        }
+    }
+
+    fn start(&self) -> io::Result<SyncSender<Callback>> {
+        let (sender, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let storage = self.storage.clone();
+        std::thread::Builder::new().name("statemesh-raft-log".to_owned()).spawn(move || run(&*storage, &receiver))?;
+        Ok(sender)
+    }
+}
+
+/// Until the store is dropped: wait for a callback, sync once for it and every callback
+/// queued behind it, then call them all.
+fn run(storage: &dyn Storage, receiver: &Receiver<Callback>) {
+    while let Ok(first) = receiver.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(receiver.try_iter());
+        match storage.sync() {
+            Ok(()) => waiting.into_iter().for_each(|callback| callback.log_io_completed(Ok(()))),
+            Err(e) => {
+                tracing::error!(error = %e, "syncing the raft log failed");
+                for callback in waiting {
+                    callback.log_io_completed(Err(io::Error::other(e.to_string())));
+                }
+            }
+        }
+    }
+}

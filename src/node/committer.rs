@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use statemesh_protocol::change_log::Seq;
-use statemesh_protocol::ChangeRecord;
+use statemesh_protocol::{ChangeId, ChangeRecord};
 use tokio::sync::{broadcast, watch};
 
 use super::feed_event::{FeedEvent, FeedPos};
@@ -33,9 +33,14 @@ pub const FEED_POS_KEY: &[u8] = b"feed_pos";
 /// slowest subscriber is told it lagged (it then relies on anti-entropy).
 const LOCAL_RECORDS_CAPACITY: usize = 16 * 1024;
 
+/// Batches of stored-record ids waiting for replication; a subscriber that falls further
+/// behind relies on anti-entropy instead.
+const STORED_RECORDS_CAPACITY: usize = 1024;
+
 /// What a queued write (one change, a transaction's changes, or records received from peers)
 /// contributes to the next batch. It is never split across batches, which is what makes a
 /// transaction atomic.
+#[derive(Default)]
 pub struct PendingWrite {
     pub ops: Vec<BatchOp>,
     /// Net documents created (+) or deleted (-).
@@ -44,6 +49,9 @@ pub struct PendingWrite {
     pub events: Vec<Arc<FeedEvent>>,
     /// The changes this node originated, in seq order; handed to replication once durable.
     pub local_records: Vec<Arc<ChangeRecord>>,
+    /// Records of other origins stored outside replication (the strong path's committed
+    /// changes); their ids are handed to replication once durable.
+    pub stored_records: Vec<ChangeId>,
 }
 
 /// The numbers [`Sequencer::submit`] hands out: consecutive local seqs from `first_seq` (for
@@ -85,6 +93,7 @@ pub struct Sequencer {
     durable: watch::Sender<Durable>,
     live: broadcast::Sender<Arc<FeedEvent>>,
     local_records: broadcast::Sender<Arc<ChangeRecord>>,
+    stored_records: broadcast::Sender<Arc<Vec<ChangeId>>>,
 }
 
 impl Sequencer {
@@ -103,12 +112,19 @@ impl Sequencer {
             durable: watch::Sender::new(Durable { seq: last_seq, pos: last_pos, written: 0, failed: None }),
             live: broadcast::Sender::new(live_capacity.max(1)),
             local_records: broadcast::Sender::new(LOCAL_RECORDS_CAPACITY),
+            stored_records: broadcast::Sender::new(STORED_RECORDS_CAPACITY),
         })
     }
 
     /// This node's own change records, published in seq order as they become durable.
     pub fn subscribe_local_records(&self) -> broadcast::Receiver<Arc<ChangeRecord>> {
         self.local_records.subscribe()
+    }
+
+    /// Ids of records of other origins stored outside replication, in batches, as they
+    /// become durable.
+    pub fn subscribe_stored_records(&self) -> broadcast::Receiver<Arc<Vec<ChangeId>>> {
+        self.stored_records.subscribe()
     }
 
     /// Live feed events, published as their batch becomes durable.
@@ -238,10 +254,12 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
         let mut batch = WriteBatch::new();
         let mut events = Vec::new();
         let mut local_records = Vec::new();
+        let mut stored_records = Vec::new();
         let last_ticket = writes.last().map(|(ticket, _)| *ticket);
         for (_, write) in writes {
             events.extend(write.events);
             local_records.extend(write.local_records);
+            stored_records.extend(write.stored_records);
             parts.doc_count += write.doc_count_delta;
             batch.extend(write.ops);
         }
@@ -273,6 +291,9 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
                 }
                 for record in local_records {
                     let _ = sequencer.local_records.send(record);
+                }
+                if !stored_records.is_empty() {
+                    let _ = sequencer.stored_records.send(Arc::new(stored_records));
                 }
             }
             Err(error) => {

@@ -45,6 +45,7 @@ use crate::metrics::Metrics;
 use crate::storage::{
     key_after, BlockCompression, Family, MemoryStorage, RocksOptions, RocksStorage, Storage, StorageError,
 };
+pub use committer::WriteTicket;
 use committer::{CommitterParts, Sequencer, DOC_COUNT_KEY, FEED_POS_KEY};
 use doc_cache::{DocCache, DocEntry};
 pub use doc_meta::DocMeta;
@@ -64,10 +65,6 @@ pub use txn::{
     PlannedDoc, PlannedSection, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep,
 };
 use vv_store::{load_version_vector, vv_key};
-
-/// Batches of stored-record ids waiting for replication; a subscriber that falls further
-/// behind relies on anti-entropy instead.
-const STORED_RECORDS_CAPACITY: usize = 1024;
 
 /// A whole saved document replaces the appended tail once the tail outgrows this or the save.
 const COMPACT_TAIL_BYTES_MIN: usize = 8 * 1024;
@@ -185,8 +182,6 @@ struct Inner {
     transactions: txn::Transactions,
     /// Connected peers, as the replication layer last reported them.
     peers: Mutex<Vec<PeerInfo>>,
-    /// Ids of records of other origins stored outside replication, once durable.
-    stored_records: tokio::sync::broadcast::Sender<Arc<Vec<ChangeId>>>,
 }
 
 /// A running node. Cheap to clone; all clones share the node.
@@ -277,7 +272,6 @@ impl Node {
                 feed_floor,
                 transactions: txn::Transactions::new(&config.concurrency),
                 peers: Mutex::new(Vec::new()),
-                stored_records: tokio::sync::broadcast::Sender::new(STORED_RECORDS_CAPACITY),
             }),
         })
     }

@@ -156,7 +156,7 @@ impl Node {
                 ops,
                 doc_count_delta: i64::from(exists) - i64::from(existed),
                 events,
-                local_records: Vec::new(),
+                ..PendingWrite::default()
             }
         });
         match submitted {

@@ -34,7 +34,7 @@ impl Node {
     /// Records of other origins that this node stored outside replication (the strong path's
     /// committed changes), as they become durable.
     pub fn subscribe_stored_records(&self) -> broadcast::Receiver<Arc<Vec<ChangeId>>> {
-        self.inner.stored_records.subscribe()
+        self.inner.sequencer.subscribe_stored_records()
     }
 
     /// Records what replication has made durable from other origins.

@@ -122,7 +122,7 @@ impl Node {
                     ops,
                     doc_count_delta: i64::from(exists) - i64::from(existed),
                     events: vec![event],
-                    local_records: Vec::new(),
+                    ..PendingWrite::default()
                 }
             });
             match submitted {

@@ -5,13 +5,14 @@
 //! cluster's origin and applied to their documents, with feed events, so every reader, the
 //! change feed and replication see them like any other change. What differs is atomicity and
 //! ordering: one command's changes (one per document) go to the committer as one write
-//! together with the state machine's own bookkeeping, and the state machine decides when to
-//! wait for durability (once per batch of entries, so group commit still works).
+//! together with the state machine's own bookkeeping. Nothing here waits for the disk: the
+//! committer stores the writes in queue order with everyone else's, and hands the records to
+//! replication once they are durable.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, Version};
+use statemesh_protocol::{ChangeRecord, DocKey, Version};
 
 use super::committer::{PendingWrite, WriteTicket};
 use super::feed_event::{FeedEvent, FeedPos};
@@ -68,6 +69,7 @@ impl Node {
         let mut results = Vec::with_capacity(staged.len());
         let mut doc_count_delta = 0;
         let mut fresh_records = Vec::new();
+        let mut stored_records = Vec::new();
         for (i, (((key, record), guard), (fresh, existed, working))) in
             by_doc.into_iter().zip(guards.iter_mut()).zip(staged).enumerate()
         {
@@ -100,10 +102,11 @@ impl Node {
                     exists: *exists,
                 });
                 self.logged_change_ops(record, &event, &mut ops);
+                stored_records.push(record.id.clone());
                 positions.push((*doc_index, event.pos, version.clone()));
                 events.push(event);
             }
-            PendingWrite { ops, doc_count_delta, events, local_records: Vec::new() }
+            PendingWrite { ops, doc_count_delta, events, stored_records, ..PendingWrite::default() }
         });
         match submitted {
             Ok(last_pos) => {
@@ -125,8 +128,13 @@ impl Node {
     /// Queues `ops` alone (the state machine's bookkeeping) behind everything queued so far.
     /// Returns its ticket: once it is durable, so is everything queued before it.
     pub(crate) fn submit_ops(&self, ops: Vec<BatchOp>) -> Result<WriteTicket, NodeError> {
-        let write = PendingWrite { ops, doc_count_delta: 0, events: Vec::new(), local_records: Vec::new() };
+        let write = PendingWrite { ops, ..PendingWrite::default() };
         self.inner.sequencer.submit_ticketed(0, 0, |_| write).map(|(_, ticket)| ticket)
+    }
+
+    /// The last write that is durable, with every write queued before it.
+    pub(crate) fn written_ticket(&self) -> WriteTicket {
+        self.inner.sequencer.durable().written
     }
 
     /// Blocks the calling thread until the write with `ticket` (and all before it) is
@@ -134,12 +142,5 @@ impl Node {
     /// committer runs on its own thread, so this always makes progress.
     pub(crate) fn wait_written_blocking(&self, ticket: WriteTicket) -> Result<(), NodeError> {
         futures::executor::block_on(self.inner.sequencer.wait_written(ticket))
-    }
-
-    /// Tells replication that records of another origin are now stored here.
-    pub(crate) fn announce_stored(&self, ids: Vec<ChangeId>) {
-        if !ids.is_empty() {
-            let _ = self.inner.stored_records.send(Arc::new(ids));
-        }
     }
 }

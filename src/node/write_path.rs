@@ -129,7 +129,7 @@ impl Node {
                 local_records.push(Arc::new(record));
                 assigned.push((id, pos, version, change.exists && !change.existed));
             }
-            PendingWrite { ops, doc_count_delta, events, local_records }
+            PendingWrite { ops, doc_count_delta, events, local_records, ..PendingWrite::default() }
         });
         let last_pos = match submitted {
             Ok(last_pos) => last_pos,

@@ -11,7 +11,16 @@
 //! openraft's "applied up to" pointer goes last, so after a crash an entry is either entirely
 //! stored or entirely absent. Entries whose writes made it but whose pointer did not are
 //! replayed; a document whose recorded log index is already at or past the entry recognises
-//! the replay and leaves it alone. The batch waits for durability once, at its end.
+//! the replay and leaves it alone.
+//!
+//! Applying does not wait for the disk. A committed entry is already durable in the Raft log
+//! of a majority, and a crash loses applied entries only from the end (the node's writes are
+//! queued in order and a crash keeps a prefix of them), which openraft applies again from the
+//! log. So the node's committer syncs them in its own time, shared with every other write;
+//! what the state machine wrote but the committer has not yet stored is kept in memory
+//! (`Machine::unstored`) for the entries after it to check against, and the records reach
+//! replication only once durable. A snapshot is taken only of durable state: building one
+//! first waits for everything queued, because openraft may purge the log up to it.
 //!
 //! Snapshots carry the bookkeeping only. A follower that installs one receives the documents
 //! through replication (the cluster's changes are in every member's change log); until then
@@ -25,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, NodeId};
 
 use super::command::{AppliedDoc, ClusterId, DocRead, DocWrite, Outcome, StrongCommand, DOC_COMMAND_KIND};
-use crate::node::{Node, NodeError};
+use crate::node::{Node, NodeError, WriteTicket};
 use crate::raft::{Applier, ApplyEntry, ApplyError, CommandResult};
 use crate::storage::{codec, key_after, BatchOp, Family, StorageError};
 
@@ -56,6 +65,16 @@ struct Machine {
     cluster: Option<ClusterId>,
     /// Changes logged under the cluster's origin so far.
     count: u64,
+    /// Documents' states written by earlier batches that the node may not have stored yet,
+    /// with the write that stores them; dropped once that write is durable.
+    unstored: HashMap<DocKey, (DocState, WriteTicket)>,
+}
+
+impl Machine {
+    /// Forgets states the node has stored by now (they are read from storage again).
+    fn forget_stored(&mut self, written: WriteTicket) {
+        self.unstored.retain(|_, (_, ticket)| *ticket > written);
+    }
 }
 
 /// What one call to [`Applier::apply`] accumulates over its entries.
@@ -65,8 +84,6 @@ struct Batch {
     docs: HashMap<DocKey, DocState>,
     /// Bookkeeping waiting to ride with the next write.
     pending_ops: Vec<BatchOp>,
-    /// Records logged, announced to replication once durable.
-    logged: Vec<ChangeId>,
 }
 
 /// The node's [`Applier`].
@@ -93,8 +110,8 @@ impl DocApplier {
         self.machine.lock().cluster
     }
 
-    fn doc_state(&self, doc: &DocKey, batch: &Batch) -> Result<DocState, ApplyError> {
-        if let Some(state) = batch.docs.get(doc) {
+    fn doc_state(&self, machine: &Machine, doc: &DocKey, batch: &Batch) -> Result<DocState, ApplyError> {
+        if let Some(state) = batch.docs.get(doc).or_else(|| machine.unstored.get(doc).map(|(state, _)| state)) {
             return Ok(*state);
         }
         match self.node.storage().get(Family::RaftMeta, &doc_key(doc))? {
@@ -108,6 +125,7 @@ impl DocApplier {
     /// stored, `Ok(Err(outcome))` for a refusal. `Err` is a failure of storage itself.
     fn check(
         &self,
+        machine: &Machine,
         cluster: ClusterId,
         index: u64,
         writes: &[DocWrite],
@@ -122,7 +140,7 @@ impl DocApplier {
             if writes[..i].iter().any(|w| w.doc == write.doc) || reads.iter().any(|r| r.doc == write.doc) {
                 return Ok(Err(Outcome::Invalid(format!("document {} is named twice", write.doc))));
             }
-            let state = self.doc_state(&write.doc, batch)?;
+            let state = self.doc_state(machine, &write.doc, batch)?;
             if state.index >= index {
                 // Replayed after a crash: this entry's writes are already stored.
                 return Ok(Ok(None));
@@ -147,14 +165,14 @@ impl DocApplier {
             states.push(DocState { seq, index });
         }
         for read in reads {
-            if self.doc_state(&read.doc, batch)?.seq != read.seq {
+            if self.doc_state(machine, &read.doc, batch)?.seq != read.seq {
                 return Ok(Err(Outcome::Stale { doc: read.doc.clone() }));
             }
         }
         Ok(Ok(Some(states)))
     }
 
-    /// Applies one write command. Returns its outcome and the ids it logged.
+    /// Applies one write command. Returns its outcome.
     fn apply_write(
         &self,
         index: u64,
@@ -167,7 +185,7 @@ impl DocApplier {
         let Some(cluster) = machine.cluster else {
             return Ok(Outcome::Invalid("the cluster has no id yet".to_owned()));
         };
-        let states = match self.check(cluster, index, &writes, reads, batch)? {
+        let states = match self.check(&machine, cluster, index, &writes, reads, batch)? {
             Ok(Some(states)) => states,
             Ok(None) => return Ok(Outcome::Applied(Vec::new())),
             Err(refusal) => return Ok(refusal),
@@ -194,7 +212,6 @@ impl DocApplier {
             key: COUNT_KEY.to_vec(),
             value: codec::encode(&machine.count),
         });
-        batch.logged.extend(records.iter().map(|r| r.id.clone()));
         let (docs, _) = self.node.submit_committed(records, ops).map_err(storage_error)?;
         // `submit_committed` answers in document order, as are `seqs` once sorted.
         seqs.sort();
@@ -250,7 +267,7 @@ fn load_machine(node: &Node) -> Result<Machine, StorageError> {
         Some(bytes) => codec::decode(&bytes, "strong change count")?,
         None => 0,
     };
-    Ok(Machine { cluster, count })
+    Ok(Machine { cluster, count, unstored: HashMap::new() })
 }
 
 /// Stored keys and values, in key order.
@@ -283,16 +300,19 @@ impl Applier for DocApplier {
             let outcome = self.apply_one(entry, &mut batch)?;
             results.push(CommandResult(outcome.encode()));
         }
-        let Batch { mut pending_ops, logged, .. } = batch;
+        let Batch { mut pending_ops, docs } = batch;
         pending_ops.extend(meta_ops);
         // Last in the queue: once it is durable, so is every write of this batch.
         let last = self.node.submit_ops(pending_ops).map_err(storage_error)?;
-        self.node.wait_written_blocking(last).map_err(storage_error)?;
-        self.node.announce_stored(logged);
+        let mut machine = self.machine.lock();
+        machine.forget_stored(self.node.written_ticket());
+        machine.unstored.extend(docs.into_iter().map(|(doc, state)| (doc, (state, last))));
         Ok(results)
     }
 
     fn export_snapshot(&self) -> Result<Vec<u8>, ApplyError> {
+        let everything = self.node.submit_ops(Vec::new()).map_err(storage_error)?;
+        self.node.wait_written_blocking(everything).map_err(storage_error)?;
         Ok(codec::encode(&scan_all(&self.node)?))
     }
 

@@ -5,7 +5,8 @@
 //! by the repository's checker); a compare-and-swap race has exactly one winner; writes go on
 //! after the leader dies; a partitioned minority answers 503 in bounded time while the
 //! majority serves; restarting every voter loses no acknowledged write; bounded reads honour
-//! their bound; strong namespaces refuse eventual writes; edge nodes receive strong writes.
+//! their bound; strong namespaces refuse eventual writes; edge nodes receive strong writes;
+//! removing the leader from the voters hands leadership to the others.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -624,6 +625,47 @@ async fn a_late_learner_installs_a_snapshot_catches_up_and_is_promoted_and_a_vot
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         servers[1].client.put_strong(NS, "after", &json!({"v": "removed"}), &Condition::None).await.expect("write");
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_the_leader_hands_over_to_the_remaining_voters() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let servers = cluster(None, true).await;
+        servers[0].client.cluster_change("promote", &servers[3].name()).await.expect("promoted");
+        servers[1]
+            .client
+            .put_strong(NS, "before", &json!({"v": "four voters"}), &Condition::None)
+            .await
+            .expect("write");
+        let removed = leader(&servers);
+        let asker = (removed + 1) % 4;
+        // Asked through a follower, so the change is forwarded to the leader it removes.
+        servers[asker].client.cluster_change("remove", &servers[removed].name()).await.expect("leader removed");
+        let voters = |view: &serde_json::Value| {
+            view["members"].as_array().map_or(0, |m| m.iter().filter(|m| m["voter"] == json!(true)).count())
+        };
+        let rest: Vec<usize> = (0..4).filter(|i| *i != removed).collect();
+        eventually(SETTLE, "the remaining voters elect a leader among themselves", || async {
+            rest.iter().any(|i| servers[*i].role() == Role::Leader) && servers[removed].role() != Role::Leader
+        })
+        .await;
+        let view = servers[asker].client.cluster_status().await.expect("status");
+        assert_eq!(voters(&view), 3, "three voters remain: {view:#}");
+        // Every remaining member takes strong writes and reads them back linearizably.
+        for (n, i) in rest.iter().enumerate() {
+            let value = format!("after-{n}");
+            servers[*i].client.put_strong(NS, "after", &json!({ "v": value }), &Condition::None).await.expect("write");
+            let (doc, _) = servers[rest[(n + 1) % 3]]
+                .client
+                .get_with(NS, "after", &ReadOptions::level("strong"))
+                .await
+                .expect("strong read");
+            assert_eq!(value_of(&doc.document), Some(value));
+        }
         shutdown(servers).await;
     })
     .await

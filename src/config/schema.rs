@@ -371,6 +371,11 @@ pub enum LogFormat {
     Json,
 }
 
+/// The log filter when neither `log.level` nor `RUST_LOG` says otherwise. openraft's own
+/// logs repeat on every heartbeat while a member is unreachable, so they are off; the
+/// strong path logs its transitions itself (`raft/events.rs`).
+pub const DEFAULT_LOG_LEVEL: &str = "info,openraft=off";
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -380,6 +385,6 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::default(), level: "info".to_owned() }
+        Self { format: LogFormat::default(), level: DEFAULT_LOG_LEVEL.to_owned() }
     }
 }

@@ -21,6 +21,7 @@
 //! caller retries idempotently or reads to find out).
 
 mod config;
+mod events;
 mod forward;
 mod kv_applier;
 mod log_flush;
@@ -225,6 +226,7 @@ impl StrongPath {
         let log_store = LogStore::open(storage.clone())?;
         let state_machine = StateMachine::open(storage, applier)?;
         let raft = Raft::new(id, Arc::new(config), network, log_store, state_machine).await.map_err(stopped)?;
+        events::spawn(&raft, settings.quorum_ack_max);
         tracing::info!(raft_id = id, peer = %me.peer_id, "strong path started");
         let forward_handler = std::sync::OnceLock::new();
         Ok(Self { inner: Arc::new(Inner { id, me, raft, settings, transport, max_rpc_bytes, forward_handler }) })

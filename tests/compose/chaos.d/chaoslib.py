@@ -9,8 +9,14 @@ in it:
     stop-writes         created by the entry when the workload must stop
     heal-now            created by the entry when the nemesis may do the final heal
     writes-<level>.jsonl  every write attempt of a driver, one JSON object a line
-    faults.jsonl        every fault the nemesis injected, when it ended
-    *.json              each helper's summary: nemesis, anytime, converge, verify, strong
+    faults.jsonl        every fault the nemesis injected, when it ended (a leader kill with
+                        its measured failover)
+    strong-history.jsonl  every strong operation, for the linearizability checker
+    reads-bounded.jsonl every bounded read, with its times and response headers
+    minority-writes.jsonl every strong write sent through a cut-off voter
+    image.json          the image's build time and size (scripts/cluster up)
+    *.json              each helper's summary: nemesis, anytime, converge, verify, strong,
+                        bounded, minority, driver-*
 
 Every time in these files is epoch seconds (float); reports show them relative to t0.
 """
@@ -24,6 +30,11 @@ import threading
 import time
 
 NS = "chaos"
+# The strong level's namespace (declared strong in docker/config/node.yaml) and its registers.
+STRONG_NS = "chaos-strong"
+# Strong writes that only probe whether a new leader commits (an eventual namespace).
+FAILOVER_NS = "chaos-failover"
+PROJECT = "statemesh"
 
 # What the nemesis says about a node. Only `up` promises that the node answers from the
 # host; `partitioned` promises that it answers from inside its container (docker exec).
@@ -41,6 +52,20 @@ _T0 = None
 
 def now():
     return time.time()
+
+
+def registers(count):
+    """The strong registers driver-strong writes and driver-reads reads at `bounded`."""
+    return [f"reg-{i}" for i in range(count)]
+
+
+def url_of(node):
+    # docker-compose.yml publishes nodeN on 127.0.0.1:771N.
+    return f"http://127.0.0.1:771{node[-1]}"
+
+
+def role_of(node):
+    return "voter" if node in ("node1", "node2", "node3") else "edge"
 
 
 def load_run(run):
@@ -160,6 +185,13 @@ class HttpResult:
     def json(self):
         return json.loads(self.body) if self.body else None
 
+    def error_code(self):
+        """The API's error code (`{"error": {"code": ...}}`), None for anything else."""
+        try:
+            return ((self.json() or {}).get("error") or {}).get("code")
+        except (ValueError, AttributeError):
+            return None
+
 
 def http(url, method, path, body=None, headers=None, timeout=10.0):
     """One request on a fresh connection. Raises ConnectionRefusedError when nothing
@@ -187,8 +219,135 @@ def docker(*args, timeout=30.0):
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def address(container):
+    """The container's address on its networks ("" while it has none, "?" if unknown)."""
+    try:
+        out = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                     container, timeout=15)
+        return out.stdout.strip() if out.returncode == 0 else "?"
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
 def in_container(container, *args, timeout=15.0):
     """Runs the node binary inside its container as a client of its own API: the way to
     reach a node whose published port went with its network."""
     return docker("exec", container, "/statemesh", "--node", "http://127.0.0.1:7700", *args,
                   timeout=timeout)
+
+
+# ---- the strong path's leader ------------------------------------------------------------
+# Shared by the nemesis (leader kills in the chaos round) and scripts/bench-failover (through
+# the `leader` helper), so that both measure a failover the same way.
+
+def cluster_view(node, timeout=2.0):
+    """A voter's GET /v1/cluster (id, role, term, leader, members); None if it does not answer."""
+    try:
+        r = http(node["url"], "GET", "/v1/cluster", timeout=timeout)
+        return r.json() if r.status == 200 else None
+    except Exception:  # noqa: BLE001 (a voter down or cut off: no view)
+        return None
+
+
+def peer_names(nodes, timeout=2.0):
+    """{peer id: node name} of the nodes that answer /v1/status."""
+    out = {}
+    for n in nodes:
+        try:
+            status = http(n["url"], "GET", "/v1/status", timeout=timeout).json() or {}
+        except Exception:  # noqa: BLE001
+            continue
+        if status.get("node_id"):
+            out[status["node_id"]] = n["name"]
+    return out
+
+
+def leader_name(view, names):
+    """The node name of the leader a /v1/cluster view reports (None: no leader, or unknown)."""
+    leader = (view or {}).get("leader")
+    if leader is None:
+        return None
+    for m in view.get("members") or []:
+        if m.get("id") == leader:
+            return names.get((m.get("info") or {}).get("peer_id"))
+    return None
+
+
+def find_leader(voters, timeout=10.0):
+    """The voter that leads, by its own view (role leader, leader = itself): {"node", "term"},
+    or None if none does within `timeout` seconds."""
+    deadline = now() + timeout
+    while True:
+        for v in voters:
+            view = cluster_view(v)
+            if view and view.get("role") == "leader" and view.get("leader") == view.get("id"):
+                return {"node": v["name"], "term": view.get("term")}
+        if now() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def await_failover(survivors, term, since, tag, limit=30.0, every=0.2, request_timeout=2.0):
+    """After the leader of `term` died at `since` (epoch seconds): how long until a surviving
+    voter reports a leader of a later term AND a strong write through a survivor is
+    acknowledged (the failover time is the later of the two).
+
+    A probe starts every `every` seconds on the survivors in turn, each in its own thread: a
+    GET /v1/cluster, then a strong PUT of FAILOVER_NS/<tag>. A probe stuck on a request (a
+    follower still forwarding to the dead leader) does not delay the next one, so the
+    resolution is `every`, not the request timeout; at most request_timeout / every + 1
+    probes are in flight. Gives up `limit` seconds after `since`. Returns a dict of
+    milliseconds from `since` (None for what did not happen)."""
+    names = peer_names(survivors)
+    lock = threading.Lock()
+    done = threading.Event()
+    seen = {"leader_at": None, "leader": None, "term": None, "write_at": None, "write_via": None}
+
+    def probe(i):
+        node = survivors[i % len(survivors)]
+        view = cluster_view(node, timeout=request_timeout)
+        if view and view.get("leader") is not None and (view.get("term") or 0) > term:
+            t = now()
+            with lock:
+                if seen["leader_at"] is None:
+                    seen.update(leader_at=t, leader=leader_name(view, names), term=view.get("term"))
+        try:
+            r = http(node["url"], "PUT", f"/v1/docs/{FAILOVER_NS}/{tag}?consistency=strong",
+                     body={"v": f"{tag}-{i}"}, headers={"content-type": "application/json"},
+                     timeout=request_timeout)
+            acked = 200 <= r.status < 300
+        except Exception:  # noqa: BLE001 (refused, timed out: not yet)
+            acked = False
+        with lock:
+            if acked and seen["write_at"] is None:
+                seen.update(write_at=now(), write_via=node["name"])
+            if seen["leader_at"] is not None and seen["write_at"] is not None:
+                done.set()
+
+    running, probes = [], 0
+    while not done.is_set() and now() < since + limit:
+        t = threading.Thread(target=probe, args=(probes,), daemon=True)
+        t.start()
+        running.append(t)
+        probes += 1
+        done.wait(every)
+        running = [t for t in running if t.is_alive()]
+    for t in running:
+        t.join(request_timeout + 1)
+    with lock:
+        def ms(t):
+            return None if t is None else round((t - since) * 1000)
+        both = done.is_set()
+        return {
+            "old_term": term, "new_leader": seen["leader"], "new_term": seen["term"],
+            "leader_after_ms": ms(seen["leader_at"]), "write_after_ms": ms(seen["write_at"]),
+            "failover_ms": max(ms(seen["leader_at"]), ms(seen["write_at"])) if both else None,
+            "write_via": seen["write_via"], "probes": probes,
+        }
+
+
+def median(values):
+    """The median of a non-empty list of numbers (the mean of the middle two for an even count)."""
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2

@@ -426,6 +426,19 @@ async fn bounded_reads_honour_their_bound() {
         let (_, stamp) = servers[follower].client.get_with(NS, "b", &bounded).await.expect("bounded read");
         assert!(stamp.staleness_ms.expect("staleness reported") <= 400, "{stamp:?}");
         assert!(stamp.raft_index.is_some());
+        // An absent document is a read result too: its 404 says what it reflects.
+        let url = format!("{}/v1/docs/{NS}/never-written", servers[follower].client.base_url().trim_end_matches('/'));
+        let absent = reqwest::Client::new()
+            .get(url)
+            .query(&[("consistency", "bounded"), ("max_staleness_ms", "400")])
+            .send()
+            .await
+            .expect("absent read");
+        assert_eq!(absent.status(), 404, "{absent:?}");
+        let header = |name: &str| absent.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(header("x-statemesh-consistency").as_deref(), Some("bounded"));
+        assert!(header("x-statemesh-staleness-ms").is_some_and(|ms| ms.parse::<u64>().is_ok_and(|ms| ms <= 400)));
+        assert!(header("x-statemesh-raft-index").is_some());
         // Cut off, its measured staleness grows past the bound: a bounded read then falls
         // back to strong (the default), which cannot be served without a quorum.
         servers[follower].cut().await;

@@ -88,12 +88,17 @@ pub async fn get_doc(
         max_staleness_ms: params.max_staleness_ms,
         min_version: params.min_version,
     };
+    let at = params.at.as_deref().map(|at| extract::version(at, "at")).transpose()?;
     let stamp = consistency::prepare_read(&state, &level).await?;
-    let view = match params.at {
-        Some(at) => state.node.get_at(&key, &extract::version(&at, "at")?).await?,
-        None => state.node.get(&key).await?,
+    let read = match at {
+        Some(at) => state.node.get_at(&key, &at).await,
+        None => state.node.get(&key).await,
     };
-    let mut response = ([(header::ETAG, etag(&view.version))], Json(view.json)).into_response();
+    // An absent document is a read result too: its 404 says what it reflects, like a 200.
+    let mut response = match read {
+        Ok(view) => ([(header::ETAG, etag(&view.version))], Json(view.json)).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    };
     consistency::stamp_headers(response.headers_mut(), stamp.as_ref());
     Ok(response)
 }

@@ -82,9 +82,9 @@ impl RaftTransport for Libp2pRaftTransport {
 /// back off, timeouts may have reached the peer.
 pub fn transport_error(error: &OutboundFailure) -> TransportError {
     match error {
-        OutboundFailure::DialFailure | OutboundFailure::ConnectionClosed => {
-            TransportError::Unreachable(error.to_string())
-        }
+        OutboundFailure::DialFailure => TransportError::Unreachable(error.to_string()),
+        // The request may have gone out before the connection closed.
+        OutboundFailure::ConnectionClosed => TransportError::Lost(error.to_string()),
         OutboundFailure::Timeout => TransportError::Failed(format!("request timed out: {error}")),
         other => TransportError::Failed(other.to_string()),
     }

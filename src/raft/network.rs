@@ -31,9 +31,14 @@ use super::types::{LogId, NodeInfo, RaftNodeId, TypeConfig};
 /// Why a transport call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
-    /// No connection to the peer could be made (down, partitioned, unknown address).
+    /// No connection to the peer could be made (down, partitioned, unknown address): the
+    /// request certainly never reached it.
     #[error("peer unreachable: {0}")]
     Unreachable(String),
+    /// The connection closed before the reply came: the request may have reached the peer,
+    /// which may have acted on it.
+    #[error("connection lost: {0}")]
+    Lost(String),
     /// The request went out but no reply arrived in time; the peer may have acted on it.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
@@ -172,7 +177,10 @@ pub(crate) struct PeerClient {
 
 /// A failed exchange, before it is typed for a particular RPC.
 enum CallFailure {
+    /// Never sent.
     Unreachable(TransportError),
+    /// Maybe sent; for openraft as good as unreachable (it backs off the same way).
+    Lost(TransportError),
     Timeout(Duration),
     Network(String),
 }
@@ -185,7 +193,7 @@ impl CallFailure {
         target: RaftNodeId,
     ) -> RPCError<RaftNodeId, NodeInfo, E> {
         match self {
-            CallFailure::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallFailure::Unreachable(e) | CallFailure::Lost(e) => RPCError::Unreachable(Unreachable::new(&e)),
             CallFailure::Timeout(timeout) => RPCError::Timeout(Timeout { action, id: me, target, timeout }),
             CallFailure::Network(reason) => RPCError::Network(NetworkError::new(&AnyError::error(reason))),
         }
@@ -203,6 +211,7 @@ pub(crate) async fn exchange(
     let reply = match transport.call(target, request, timeout).await {
         Ok(reply) => reply,
         Err(e @ TransportError::Unreachable(_)) => return Err(CallFailureView(CallFailure::Unreachable(e))),
+        Err(e @ TransportError::Lost(_)) => return Err(CallFailureView(CallFailure::Lost(e))),
         Err(TransportError::Timeout(after)) => return Err(CallFailureView(CallFailure::Timeout(after))),
         Err(e @ TransportError::Failed(_)) => return Err(CallFailureView(CallFailure::Network(e.to_string()))),
     };
@@ -226,7 +235,7 @@ impl CallFailureView {
 impl std::fmt::Display for CallFailureView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            CallFailure::Unreachable(e) => write!(f, "{e}"),
+            CallFailure::Unreachable(e) | CallFailure::Lost(e) => write!(f, "{e}"),
             CallFailure::Timeout(after) => write!(f, "no reply within {after:?}"),
             CallFailure::Network(reason) => write!(f, "{reason}"),
         }

@@ -124,6 +124,24 @@ fn voters_form_a_cluster_on_their_own_and_survive_losing_the_leader() {
         })
         .await;
     });
+
+    // The CLI writes through Raft and reads at a level, and prints what the answer reflects.
+    let (code, stdout, stderr) =
+        cli(&["put", NS, "cli", r#"{"v": "via cli"}"#, "--consistency", "strong", "--json", "--node", &urls[0]], &[]);
+    assert_eq!(code, 0, "strong put failed: {stderr}");
+    let written: Value = serde_json::from_str(&stdout).expect("put --json prints JSON");
+    let index = written["stamp"]["raft_index"].as_u64().expect("the write's raft index");
+    let index = index.to_string();
+    let other = &nodes[(killed + 1) % 3].as_ref().expect("running").url;
+    let read = ["get", NS, "cli", "--consistency", "bounded", "--max-staleness-ms", "5000", "--min-version", &index];
+    let (code, stdout, stderr) = cli(&[&read[..], &["--json", "--node", other]].concat(), &[]);
+    assert_eq!(code, 0, "bounded read failed: {stderr}");
+    let doc: Value = serde_json::from_str(&stdout).expect("get --json prints JSON");
+    assert_eq!(doc["document"]["v"], json!("via cli"), "read-your-writes through min_version: {doc}");
+    assert!(doc["stamp"]["raft_index"].as_u64() >= index.parse().ok(), "{doc}");
+    let (code, _, stderr) = cli(&["get", NS, "cli", "--consistency", "strong", "--node", other], &[]);
+    assert_eq!(code, 0, "strong read failed: {stderr}");
+    assert!(stderr.contains("served as strong"), "the readable output says what the read reflects: {stderr}");
     for node in nodes.into_iter().flatten() {
         assert_eq!(node.terminate(), 0, "clean shutdown");
     }

@@ -57,8 +57,10 @@ enum Command {
         namespace: String,
         id: String,
         /// Read the document as it was at this version.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["consistency", "max_staleness_ms", "min_version"])]
         at: Option<String>,
+        #[command(flatten)]
+        level: docs::ReadLevelArgs,
     },
     /// Create or replace a document with JSON (an argument, `-` for stdin, or --file).
     Put {
@@ -72,6 +74,8 @@ enum Command {
         file: Option<PathBuf>,
         #[command(flatten)]
         condition: docs::ConditionArgs,
+        #[command(flatten)]
+        level: docs::WriteLevelArgs,
     },
     /// Merge a JSON merge patch (RFC 7386) into a document.
     Patch {
@@ -85,6 +89,8 @@ enum Command {
         file: Option<PathBuf>,
         #[command(flatten)]
         condition: docs::ConditionArgs,
+        #[command(flatten)]
+        level: docs::WriteLevelArgs,
     },
     /// Delete a document (its history is kept).
     Delete {
@@ -93,6 +99,8 @@ enum Command {
         /// Only if the document is at this version.
         #[arg(long)]
         if_match: Option<String>,
+        #[command(flatten)]
+        level: docs::WriteLevelArgs,
     },
     /// List the documents of a namespace.
     Ls {

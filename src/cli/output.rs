@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::client::{ListReply, WriteReply};
+use crate::client::{ListReply, Stamp, WriteReply};
 
 pub fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("<unprintable: {e}>"))
@@ -17,6 +17,25 @@ pub fn write(action: &str, ns: &str, id: &str, reply: &WriteReply) -> String {
     match &reply.change {
         Some(change) => format!("{action} {ns}/{id}: version {} (change {change})", reply.version),
         None => format!("{ns}/{id} unchanged: version {}", reply.version),
+    }
+}
+
+/// What a response says it reflects: `raft index 42, staleness 3 ms, served as bounded`.
+pub fn stamp(stamp: &Stamp) -> String {
+    let mut parts = Vec::new();
+    if let Some(index) = stamp.raft_index {
+        parts.push(format!("raft index {index}"));
+    }
+    if let Some(ms) = stamp.staleness_ms {
+        parts.push(format!("staleness {ms} ms"));
+    }
+    if let Some(level) = &stamp.consistency {
+        parts.push(format!("served as {level}"));
+    }
+    if parts.is_empty() {
+        "no strong path on this node".to_owned()
+    } else {
+        parts.join(", ")
     }
 }
 

@@ -22,7 +22,7 @@ impl ReadOptions {
 }
 
 /// What a response says it reflects (its `X-Statemesh-*` headers).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stamp {
     pub raft_index: Option<u64>,
     pub staleness_ms: Option<u64>,
@@ -71,6 +71,19 @@ impl Client {
         self.stamped_write(Self::conditioned(request, condition)).await
     }
 
+    /// Merges a JSON merge patch into a document at the given write consistency.
+    pub async fn patch_with(
+        &self,
+        ns: &str,
+        id: &str,
+        patch: &Value,
+        condition: &Condition,
+        consistency: &str,
+    ) -> Result<(WriteReply, Stamp), ClientError> {
+        let request = self.patch_request(ns, id, patch)?.query(&[("consistency", consistency)]);
+        self.stamped_write(Self::conditioned(request, condition)).await
+    }
+
     /// Deletes a document through Raft.
     pub async fn delete_strong(
         &self,
@@ -78,7 +91,18 @@ impl Client {
         id: &str,
         condition: &Condition,
     ) -> Result<(WriteReply, Stamp), ClientError> {
-        let request = self.http.delete(self.url(&["v1", "docs", ns, id])).query(&[("consistency", "strong")]);
+        self.delete_with(ns, id, condition, "strong").await
+    }
+
+    /// Deletes a document at the given write consistency.
+    pub async fn delete_with(
+        &self,
+        ns: &str,
+        id: &str,
+        condition: &Condition,
+        consistency: &str,
+    ) -> Result<(WriteReply, Stamp), ClientError> {
+        let request = self.http.delete(self.url(&["v1", "docs", ns, id])).query(&[("consistency", consistency)]);
         self.stamped_write(Self::conditioned(request, condition)).await
     }
 

@@ -208,13 +208,18 @@ impl Client {
         patch: &Value,
         condition: &Condition,
     ) -> Result<WriteReply, ClientError> {
+        let request = self.patch_request(ns, id, patch)?;
+        self.write_reply(Self::conditioned(request, condition)).await
+    }
+
+    /// `PATCH` of a document with `patch` as a JSON merge patch.
+    fn patch_request(&self, ns: &str, id: &str, patch: &Value) -> Result<reqwest::RequestBuilder, ClientError> {
         let body = serde_json::to_vec(patch).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let request = self
+        Ok(self
             .http
             .patch(self.url(&["v1", "docs", ns, id]))
             .header(header::CONTENT_TYPE, "application/merge-patch+json")
-            .body(body);
-        self.write_reply(Self::conditioned(request, condition)).await
+            .body(body))
     }
 
     pub async fn delete(&self, ns: &str, id: &str, condition: &Condition) -> Result<WriteReply, ClientError> {

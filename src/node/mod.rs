@@ -219,6 +219,13 @@ impl Node {
         Self::start(config, storage, identity, namespaces)
     }
 
+    /// Opens a node over storage and an identity the caller already holds: a restart that
+    /// keeps only what `storage` made durable (the simulator restarts in-memory voters so).
+    pub fn open_on(config: &Config, storage: Arc<dyn Storage>, identity: Identity) -> Result<Self, OpenError> {
+        let namespaces = Namespaces::compile(&config.namespaces).map_err(OpenError::Namespaces)?;
+        Self::start(config, storage, identity, namespaces)
+    }
+
     fn start(
         config: &Config,
         storage: Arc<dyn Storage>,

@@ -396,7 +396,7 @@ impl StrongDocs {
     /// A read barrier: waits until this node has applied everything committed before the
     /// call. Returns the index it reflects.
     async fn barrier(&self) -> StrongResult<u64> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let position = self.inner.path.read_index().await?;
         let index = position.map_or(0, |p| p.index);
         self.inner.freshness.confirmed(started, index);

@@ -11,11 +11,17 @@
 //! every write acknowledged before `t`. So `now - t` of the latest completed barrier bounds
 //! how old the local state can be. A node cut off from the leader stops completing barriers
 //! and its measured staleness grows, which is exactly what a bounded read must notice.
+//!
+//! The clock is tokio's `Instant`: the monotonic clock in production, and the virtual clock
+//! when tokio's time is paused (the simulator), so staleness is measured in the time the
+//! rest of the strong path runs in. Both ends of a measurement are read on this node's own
+//! monotonic clock, so clock skew or drift between nodes cannot shorten it.
 
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::time::Instant;
 
 use super::error::{StrongDocError, StrongResult};
 use super::{Inner, StrongDocs};

@@ -40,6 +40,9 @@ pub enum PlantedBug {
     /// Strong reads skip the read index and answer from the local replica, however stale
     /// (`strong` runs only). The linearizability checker must report it.
     StaleStrongReads,
+    /// Bounded reads are served at once, without checking the node's measured staleness
+    /// (`strong` runs only). The bounded-reads checker must report it.
+    UncheckedBoundedReads,
 }
 
 /// One partition with its directed cut links resolved.

@@ -11,8 +11,9 @@
 //! - [`scenario`]: TOML scenario files. [`faults`]: partition modes, crashes, planted bugs.
 //! - [`network`]: latency, loss, duplication, reordering, cuts. [`node`]: replica + storage.
 //! - [`world`]: the event queue that runs one seed. [`checkers`]: one property per file.
-//! - [`strong`]: the strong path (real openraft voters) under isolations, checked with
-//!   [`linearizability`].
+//! - [`strong_docs`]: the strong path for documents (`StrongDocs` over real nodes) under
+//!   isolations and restarts, checked for linearizability, bounded staleness, atomicity and
+//!   durability. [`strong`]: the same Raft layer with a register map, a faster model.
 
 pub mod checkers;
 pub mod faults;
@@ -22,6 +23,7 @@ pub mod node;
 pub mod rng;
 pub mod scenario;
 pub mod strong;
+pub mod strong_docs;
 pub mod trace;
 pub mod world;
 

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use simulations::linearizability::{self, CheckOptions, Verdict};
 use simulations::strong::StrongSettings;
+use simulations::strong_docs::DocsSettings;
 use simulations::{run_seed, Outcome, PlantedBug, RunOptions, Scenario};
 
 #[derive(Parser)]
@@ -56,13 +57,17 @@ enum Command {
         #[arg(long, default_value_t = linearizability::DEFAULT_BUDGET_STEPS)]
         budget_steps: u64,
     },
-    /// Run the strong path (real openraft voters, isolations, concurrent clients) for
-    /// `count` seeds from `--from` and check each history for linearizability.
+    /// Run the strong path for documents (real nodes and openraft voters, isolations,
+    /// restarts, concurrent clients) for `count` seeds from `--from` and check each run:
+    /// linearizability, bounded reads, transaction atomicity, durability.
     Strong {
         #[arg(default_value_t = 20)]
         count: u64,
         #[arg(long, default_value_t = 1)]
         from: u64,
+        /// Run the faster register-map model (`KvApplier`) instead of the documents.
+        #[arg(long)]
+        registers: bool,
     },
 }
 
@@ -93,12 +98,20 @@ fn run() -> anyhow::Result<bool> {
         }
         Command::Reproduce { seed, scenario, trace } => (scenario.clone(), vec![*seed], *trace),
         Command::CheckHistory { file, budget_steps } => return check_history(file, *budget_steps),
-        Command::Strong { count, from } => {
+        Command::Strong { count, from, registers: true } => {
             let settings = StrongSettings {
                 stale_reads: cli.plant_bug == Some(PlantedBug::StaleStrongReads),
                 ..StrongSettings::default()
             };
             return strong(*from, *count, settings, cli.check_determinism);
+        }
+        Command::Strong { count, from, registers: false } => {
+            let settings = DocsSettings {
+                stale_strong_reads: cli.plant_bug == Some(PlantedBug::StaleStrongReads),
+                unchecked_bounded_reads: cli.plant_bug == Some(PlantedBug::UncheckedBoundedReads),
+                ..DocsSettings::default()
+            };
+            return strong_docs(*from, *count, settings, cli.check_determinism, cli.plant_bug);
         }
     };
     let scenario = load(&path)?;
@@ -150,7 +163,7 @@ fn strong(from: u64, count: u64, settings: StrongSettings, check_determinism: bo
         if run.report.verdict() != Verdict::Linearizable {
             failures += 1;
             println!("seed {seed}: FAILED\n{}", run.report);
-            println!("reproduce: cargo run -p simulations --release -- strong 1 --from {seed}");
+            println!("reproduce: cargo run -p simulations --release -- strong 1 --from {seed} --registers");
         }
         if check_determinism {
             let again = simulations::strong::run(seed, settings).map_err(anyhow::Error::msg)?;
@@ -170,6 +183,60 @@ fn strong(from: u64, count: u64, settings: StrongSettings, check_determinism: bo
         started.elapsed().as_secs_f64()
     );
     Ok(failures == 0 && nondeterministic == 0)
+}
+
+fn strong_docs(
+    from: u64,
+    count: u64,
+    settings: DocsSettings,
+    check_determinism: bool,
+    bug: Option<PlantedBug>,
+) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let (mut failures, mut nondeterministic, mut operations) = (0u64, 0u64, 0usize);
+    let mut simulated = 0f64;
+    for seed in from..from.saturating_add(count) {
+        let run = simulations::strong_docs::run(seed, settings).map_err(anyhow::Error::msg)?;
+        operations += run.history.len() + run.weak_reads;
+        simulated += run.simulated.as_secs_f64();
+        if let Some(violation) = &run.violation {
+            failures += 1;
+            println!("FAILED seed {seed} (strong documents)");
+            println!("  property: {violation}");
+            println!("  last trace lines:");
+            for line in run.trace.iter().skip(run.trace.len().saturating_sub(20)) {
+                println!("    {line}");
+            }
+            println!("  reproduce: cargo run --release -p simulations --{} strong 1 --from {seed}", bug_flag(bug));
+        }
+        if check_determinism {
+            let again = simulations::strong_docs::run(seed, settings).map_err(anyhow::Error::msg)?;
+            if again.trace != run.trace {
+                nondeterministic += 1;
+                let first = run.trace.iter().zip(&again.trace).position(|(a, b)| a != b);
+                println!(
+                    "seed {seed}: the second run's trace differs ({} vs {} lines, first at line {first:?})",
+                    run.trace.len(),
+                    again.trace.len()
+                );
+            }
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "strong documents: {count} seeds, {operations} recorded operations, {failures} failed{}, {simulated:.1} s \
+         simulated in {wall:.1} s wall ({:.1}x, {:.0} seeds/min)",
+        if check_determinism { format!(", {nondeterministic} replayed differently") } else { String::new() },
+        simulated / wall.max(1e-9),
+        count as f64 * 60.0 / wall.max(1e-9)
+    );
+    Ok(failures == 0 && nondeterministic == 0)
+}
+
+fn bug_flag(bug: Option<PlantedBug>) -> String {
+    bug.and_then(|b| clap::ValueEnum::to_possible_value(&b))
+        .map(|v| format!(" --plant-bug {}", v.get_name()))
+        .unwrap_or_default()
 }
 
 fn check_history(file: &Path, budget_steps: u64) -> anyhow::Result<bool> {
@@ -196,14 +263,7 @@ fn report_failure(scenario: &Scenario, outcome: &Outcome, detail: &str, bug: Opt
     for line in &outcome.trace_tail {
         println!("    {line}");
     }
-    let bug = bug
-        .map(|b| {
-            format!(
-                " --plant-bug {}",
-                clap::ValueEnum::to_possible_value(&b).map_or(String::new(), |v| v.get_name().to_string())
-            )
-        })
-        .unwrap_or_default();
+    let bug = bug_flag(bug);
     println!(
         "  reproduce: cargo run --release -p simulations --{bug} reproduce {} {} --trace",
         outcome.seed,

@@ -4,8 +4,9 @@
 //! and read (read index) one register while a nemesis isolates and rejoins voters; every
 //! client operation is recorded and the history is checked for linearizability.
 //!
-//! The state machine is the register map `statemesh::raft::KvApplier` (documents come with
-//! the strong document path). Determinism: openraft and the clients are tokio tasks on a
+//! The state machine is the register map `statemesh::raft::KvApplier`: a faster model of the
+//! same Raft layer (`strong --registers`); the default `strong` run and the CI smoke set run
+//! the documents themselves (`strong_docs`). Determinism: openraft and the clients are tokio tasks on a
 //! current-thread runtime with paused time, and openraft's election timeouts draw from a
 //! seeded generator; tokio's own `select!` fairness is not seeded, so a seed replays its
 //! schedule only as far as `--check-determinism` shows (it compares two runs' traces): about

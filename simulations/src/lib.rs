@@ -7,7 +7,8 @@
 //! storage; every message goes through the real wire encoding. Checkers in [`checkers`]
 //! decide whether the run upheld the protocol's promises, and a failing seed replays exactly.
 //!
-//! - [`rng`]: the seeded generator. [`trace`]: the hashed event trace.
+//! - [`rng`]: the seeded generator. [`trace`]: the hashed event trace. [`clock`]: per-node
+//!   clock skew and drift.
 //! - [`scenario`]: TOML scenario files. [`faults`]: partition modes, crashes, planted bugs.
 //! - [`network`]: latency, loss, duplication, reordering, cuts. [`node`]: replica + storage.
 //! - [`world`]: the event queue that runs one seed. [`checkers`]: one property per file.
@@ -16,6 +17,7 @@
 //!   durability. [`strong`]: the same Raft layer with a register map, a faster model.
 
 pub mod checkers;
+pub mod clock;
 pub mod faults;
 pub mod linearizability;
 pub mod network;

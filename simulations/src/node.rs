@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use statemesh_protocol::replica::{Replica, ReplicaConfig};
 use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, Document, NodeId, Seq, VersionVector};
 
+use crate::clock::NodeClock;
+
 /// The durable part of a node.
 #[derive(Default)]
 pub struct Storage {
@@ -66,10 +68,12 @@ pub struct SimNode {
     pub timer_at: Option<i64>,
     /// The version vector after the previous step, for the monotonicity checker.
     pub last_vv: VersionVector,
+    /// This node's clock: every time value its replica and its writes see goes through it.
+    pub clock: NodeClock,
 }
 
 impl SimNode {
-    pub fn new(index: usize, config: ReplicaConfig) -> Self {
+    pub fn new(index: usize, config: ReplicaConfig, clock: NodeClock) -> Self {
         let id = node_id(index);
         let mut actor = b"statemesh-sim-".to_vec();
         actor.extend_from_slice(&(index as u16).to_be_bytes());
@@ -83,6 +87,7 @@ impl SimNode {
             unstored: Vec::new(),
             timer_at: None,
             last_vv: VersionVector::new(),
+            clock,
         }
     }
 
@@ -98,9 +103,11 @@ impl SimNode {
         stored.max(unstored) + 1
     }
 
-    /// Makes a real Automerge change on this node's copy of `doc` and wraps it as the next
-    /// record. `None` when the write changes nothing.
-    pub fn local_write(&mut self, doc: &DocKey, op: &WriteOp, now_ms: i64) -> Result<Option<ChangeRecord>, String> {
+    /// Makes a real Automerge change on this node's copy of `doc` at global time `at_ms`
+    /// (stamped with this node's clock) and wraps it as the next record. `None` when the
+    /// write changes nothing.
+    pub fn local_write(&mut self, doc: &DocKey, op: &WriteOp, at_ms: i64) -> Result<Option<ChangeRecord>, String> {
+        let now_ms = self.clock.local(at_ms);
         let seq = self.next_seq();
         let document = self.storage.docs.entry(doc.clone()).or_insert_with(|| Document::new(self.actor.clone()));
         let (kind, outcome) = match op {

@@ -44,6 +44,8 @@ pub struct Scenario {
     pub crashes: Vec<ScheduledCrash>,
     #[serde(default)]
     pub random_faults: RandomFaults,
+    #[serde(default)]
+    pub faults: Faults,
     /// Where the scenario was read from (for reproduce commands).
     #[serde(skip)]
     pub path: PathBuf,
@@ -146,6 +148,18 @@ pub struct RandomFaults {
     pub modes: Vec<PartitionMode>,
 }
 
+/// Faults of the nodes themselves, drawn per seed and node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Each node's clock is ahead of virtual time by up to this much.
+    #[serde(default)]
+    pub clock_skew_ms: i64,
+    /// Each node's clock runs fast or slow by up to this many parts per million.
+    #[serde(default)]
+    pub clock_drift_ppm: i64,
+}
+
 fn default_fault_ms() -> [i64; 2] {
     [1_000, 10_000]
 }
@@ -195,6 +209,12 @@ impl Scenario {
             if lo > hi || lo < min || hi > max {
                 return Err(self.invalid(key, format!("must be [lo, hi] with {min} <= lo <= hi <= {max}")));
             }
+        }
+        if !(0..=86_400_000).contains(&self.faults.clock_skew_ms) {
+            return Err(self.invalid("faults.clock_skew_ms", "must be between 0 and 86400000"));
+        }
+        if !(0..=100_000).contains(&self.faults.clock_drift_ppm) {
+            return Err(self.invalid("faults.clock_drift_ppm", "must be between 0 and 100000"));
         }
         let r = &self.replica;
         if r.anti_entropy_interval_ms <= 0 || r.sync_timeout_ms <= 0 {

@@ -14,6 +14,7 @@ use statemesh_protocol::wire::{self, Message, WireLimits};
 use statemesh_protocol::{ChangeId, ChangeRecord, DocId, DocKey, Namespace, NodeId};
 
 use crate::checkers::{bounds, convergence, durability, monotonic, Violation};
+use crate::clock::NodeClock;
 use crate::faults::{FaultPlan, PlantedBug};
 use crate::network::Network;
 use crate::node::{write_op, SimNode};
@@ -144,7 +145,15 @@ impl<'a> World<'a> {
         let network = Network::new(n, &scenario.network, &mut rng);
         let plan = FaultPlan::derive(scenario, &mut rng);
         let slow_percent = rng.range(scenario.storage.slow_percent) as u64;
-        let nodes: Vec<SimNode> = (0..n).map(|i| SimNode::new(i, config.clone())).collect();
+        // Clocks draw from their own generator, so a scenario without skew replays as before.
+        let mut clock_rng = SimRng::new(seed ^ 0xc10c_c10c_c10c_c10c);
+        let faults = &scenario.faults;
+        let nodes: Vec<SimNode> = (0..n)
+            .map(|i| {
+                let clock = NodeClock::draw(&mut clock_rng, faults.clock_skew_ms, faults.clock_drift_ppm);
+                SimNode::new(i, config.clone(), clock)
+            })
+            .collect();
         let index = nodes.iter().enumerate().map(|(i, node)| (node.id.clone(), i)).collect();
         let mut trace = Trace::new(options.echo_trace);
         trace.line(0, format!("seed {seed} scenario {} nodes {n} network {:?}", scenario.name, network.settings));
@@ -156,6 +165,12 @@ impl<'a> World<'a> {
         }
         for c in &plan.crashes {
             trace.line(0, format!("plan crash n{:03} at {} for {}", c.node, c.at_ms, c.down_ms));
+        }
+        for (i, node) in nodes.iter().enumerate().filter(|(_, node)| node.clock != NodeClock::default()) {
+            trace.line(
+                0,
+                format!("clock n{i:03} offset {} ms drift {} ppm", node.clock.offset_ms, node.clock.drift_ppm),
+            );
         }
         Self {
             scenario,
@@ -404,8 +419,9 @@ impl<'a> World<'a> {
     /// Hands one input to a node's replica, carries out its effects, then runs the
     /// per-step checkers on that node.
     fn feed(&mut self, node: usize, input: Input) -> Result<(), Violation> {
+        let now = self.nodes[node].clock.local(self.now);
         let Some(replica) = self.nodes[node].replica.as_mut() else { return Ok(()) };
-        let effects = replica.handle(self.now, &mut self.rng, input);
+        let effects = replica.handle(now, &mut self.rng, input);
         for effect in effects {
             self.effect(node, effect)?;
         }
@@ -446,7 +462,8 @@ impl<'a> World<'a> {
                 let incarnation = self.nodes[node].incarnation;
                 self.schedule(self.now + delay, Event::Stored { node, incarnation, from, records });
             }
-            Effect::SetTimer { at_ms } => self.arm_timer(node, at_ms),
+            // The replica sets timers on its own clock.
+            Effect::SetTimer { at_ms } => self.arm_timer(node, self.nodes[node].clock.global(at_ms)),
             Effect::Reject { from, reason } => {
                 self.stats.rejects += 1;
                 self.trace.line(self.now, format!("n{node:03} rejects {from}: {reason}"));

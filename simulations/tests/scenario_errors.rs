@@ -40,3 +40,10 @@ fn an_unknown_partition_mode_is_refused() {
     let error = load_text("mode", &text);
     assert!(error.contains("thirds"), "{error}");
 }
+
+#[test]
+fn an_impossible_clock_drift_names_its_key() {
+    let text = smoke_text().replace("[network]\n", "[faults]\nclock_drift_ppm = 2_000_000\n\n[network]\n");
+    let error = load_text("drift", &text);
+    assert!(error.contains("faults.clock_drift_ppm"), "{error}");
+}

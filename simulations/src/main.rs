@@ -68,6 +68,9 @@ enum Command {
         /// Run the faster register-map model (`KvApplier`) instead of the documents.
         #[arg(long)]
         registers: bool,
+        /// Deliver the voters' RPCs at once instead of after a seeded delay.
+        #[arg(long)]
+        no_rpc_delay: bool,
     },
 }
 
@@ -98,15 +101,16 @@ fn run() -> anyhow::Result<bool> {
         }
         Command::Reproduce { seed, scenario, trace } => (scenario.clone(), vec![*seed], *trace),
         Command::CheckHistory { file, budget_steps } => return check_history(file, *budget_steps),
-        Command::Strong { count, from, registers: true } => {
+        Command::Strong { count, from, registers: true, .. } => {
             let settings = StrongSettings {
                 stale_reads: cli.plant_bug == Some(PlantedBug::StaleStrongReads),
                 ..StrongSettings::default()
             };
             return strong(*from, *count, settings, cli.check_determinism);
         }
-        Command::Strong { count, from, registers: false } => {
+        Command::Strong { count, from, registers: false, no_rpc_delay } => {
             let settings = DocsSettings {
+                rpc_delay: !*no_rpc_delay,
                 stale_strong_reads: cli.plant_bug == Some(PlantedBug::StaleStrongReads),
                 unchecked_bounded_reads: cli.plant_bug == Some(PlantedBug::UncheckedBoundedReads),
                 ..DocsSettings::default()
@@ -207,7 +211,11 @@ fn strong_docs(
             for line in run.trace.iter().skip(run.trace.len().saturating_sub(20)) {
                 println!("    {line}");
             }
-            println!("  reproduce: cargo run --release -p simulations --{} strong 1 --from {seed}", bug_flag(bug));
+            println!(
+                "  reproduce: cargo run --release -p simulations --{} strong 1 --from {seed}{}",
+                bug_flag(bug),
+                if settings.rpc_delay { "" } else { " --no-rpc-delay" }
+            );
         }
         if check_determinism {
             let again = simulations::strong_docs::run(seed, settings).map_err(anyhow::Error::msg)?;

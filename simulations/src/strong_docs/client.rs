@@ -25,6 +25,8 @@ use crate::rng::SimRng;
 
 pub const REGISTERS: [&str; 2] = ["r0", "r1"];
 pub const PAIR: [&str; 2] = ["p0", "p1"];
+/// Pause after a refused operation.
+const REFUSED_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Choices a seed fixes for every client.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +121,7 @@ impl<'a> Client<'a> {
             // A crashed voter refuses the connection: nothing happens.
             let Some((node, docs)) = self.cluster.running(voter) else { continue };
             let at = At { voter, node: &node, docs: &docs };
+            let recorded = self.log.history.len() + self.log.weak_reads.len();
             let register = REGISTERS[self.rng.below(2) as usize];
             let value = format!("c{}-{i}", self.id);
             match self.rng.below(100) {
@@ -130,6 +133,11 @@ impl<'a> Client<'a> {
                 68..=79 => self.pair_write(at.docs, value, false).await,
                 80..=87 => self.pair_write(at.docs, value, true).await,
                 _ => self.pair_read(at.docs).await,
+            }
+            // Refused (no leader, no quorum, too stale): back off, as a client given a 503
+            // does, rather than spend the run's operations while the cluster recovers.
+            if self.log.history.len() + self.log.weak_reads.len() == recorded {
+                tokio::time::sleep(REFUSED_BACKOFF).await;
             }
         }
         self.log

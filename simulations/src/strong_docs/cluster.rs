@@ -3,7 +3,7 @@
 //! network. A voter can be isolated and rejoined, or crashed and restarted: a restart opens
 //! a new `Node` and `StrongDocs` over the same storage and identity, so it keeps exactly
 //! what its storage holds (Raft vote, log, applied state and documents) and nothing in
-//! memory.
+//! memory. RPCs between voters take a seeded delay each way (`latency.rs`).
 //!
 //! A crash stops the node's committer after the writes already queued to it (memory storage
 //! has no unsynced tail, so this loses what a process crash loses: requests in flight).
@@ -17,6 +17,8 @@ use statemesh::node::Node;
 use statemesh::raft::{LoopbackNet, NodeInfo};
 use statemesh::storage::Storage;
 use statemesh::strong::StrongDocs;
+
+use super::latency::Delayed;
 
 /// The namespace every document of the run lives in (declared strong).
 pub const NAMESPACE: &str = "reg";
@@ -45,6 +47,8 @@ struct Voter {
     durable: Durable,
     /// The running incarnation; `None` while crashed.
     running: Mutex<Option<(Node, StrongDocs)>>,
+    /// Restarts so far (seeds each incarnation's network delays).
+    incarnation: Mutex<u64>,
 }
 
 /// The voters and their network.
@@ -52,21 +56,22 @@ pub struct Cluster {
     pub net: Arc<LoopbackNet>,
     config: Config,
     voters: Vec<Voter>,
+    seed: u64,
+    /// One-way RPC delay range (ms).
+    latency_ms: [u64; 2],
 }
 
 impl Cluster {
-    /// Starts `count` voters and forms them into one Raft cluster.
-    pub async fn start(count: usize) -> Result<Self, String> {
-        let config = node_config();
-        let net = LoopbackNet::new();
-        let mut voters = Vec::with_capacity(count);
+    /// Starts `count` voters whose RPCs take `latency_ms` each way, and forms them into one
+    /// Raft cluster.
+    pub async fn start(count: usize, seed: u64, latency_ms: [u64; 2]) -> Result<Self, String> {
+        let mut cluster = Self { net: LoopbackNet::new(), config: node_config(), voters: Vec::new(), seed, latency_ms };
         for i in 0..count {
-            let node = Node::open(&config).map_err(|e| format!("voter {i} does not open: {e}"))?;
+            let node = Node::open(&cluster.config).map_err(|e| format!("voter {i} does not open: {e}"))?;
             let durable = Durable { storage: node.storage().clone(), identity: node.identity().clone() };
-            let docs = start_docs(&net, i, node.clone()).await?;
-            voters.push(Voter { durable, running: Mutex::new(Some((node, docs))) });
+            let docs = cluster.start_docs(i, 0, node.clone()).await?;
+            cluster.voters.push(Voter { durable, running: Mutex::new(Some((node, docs))), incarnation: Mutex::new(0) });
         }
-        let cluster = Self { net, config, voters };
         let all: Vec<NodeInfo> = (0..count).map(info).collect();
         for i in 0..count {
             if let Some(docs) = cluster.docs(i) {
@@ -109,7 +114,12 @@ impl Cluster {
         let durable = &self.voters[i].durable;
         let node = Node::open_on(&self.config, durable.storage.clone(), durable.identity.clone())
             .map_err(|e| format!("voter {i} does not reopen: {e}"))?;
-        let docs = start_docs(&self.net, i, node.clone()).await?;
+        let incarnation = {
+            let mut incarnation = self.voters[i].incarnation.lock();
+            *incarnation += 1;
+            *incarnation
+        };
+        let docs = self.start_docs(i, incarnation, node.clone()).await?;
         *self.voters[i].running.lock() = Some((node, docs));
         Ok(())
     }
@@ -120,13 +130,14 @@ impl Cluster {
             let _ = self.crash(i).await;
         }
     }
-}
 
-async fn start_docs(net: &Arc<LoopbackNet>, i: usize, node: Node) -> Result<StrongDocs, String> {
-    let docs =
-        StrongDocs::start_with(node, statemesh::testkit::quick_raft_settings(), info(i), net.transport(&info(i)))
+    async fn start_docs(&self, i: usize, incarnation: u64, node: Node) -> Result<StrongDocs, String> {
+        let salt = self.seed ^ ((i as u64 + 1) << 32) ^ incarnation;
+        let transport = Arc::new(Delayed::new(self.net.transport(&info(i)), salt, self.latency_ms));
+        let docs = StrongDocs::start_with(node, statemesh::testkit::quick_raft_settings(), info(i), transport)
             .await
             .map_err(|e| format!("voter {i}'s strong path does not start: {e}"))?;
-    net.register(docs.path().clone());
-    Ok(docs)
+        self.net.register(docs.path().clone());
+        Ok(docs)
+    }
 }

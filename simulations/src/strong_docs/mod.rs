@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod latency;
 pub mod record;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,9 @@ pub struct DocsSettings {
     pub isolations: usize,
     /// Crash-restarts the nemesis makes (each voter down 0.2–1.5 s), among its first rounds.
     pub crashes: usize,
+    /// Voter RPCs take a seeded 1–15 ms each way (else they arrive at once: operations
+    /// rarely overlap, but seeds replay more faithfully; see the README).
+    pub rpc_delay: bool,
     /// Planted bug: strong reads skip the read barrier.
     pub stale_strong_reads: bool,
     /// Planted bug: bounded reads are served without checking staleness.
@@ -62,6 +66,7 @@ impl Default for DocsSettings {
             ops_per_client: 60,
             isolations: 5,
             crashes: 1,
+            rpc_delay: true,
             stale_strong_reads: false,
             unchecked_bounded_reads: false,
         }
@@ -102,9 +107,10 @@ async fn run_async(seed: u64, settings: DocsSettings) -> Result<DocsRun, String>
         skip_strong_barrier: settings.stale_strong_reads,
         skip_staleness_check: settings.unchecked_bounded_reads,
     };
-    let cluster = Arc::new(Cluster::start(settings.voters).await?);
+    let latency_ms = if settings.rpc_delay { [1, 2 + rng.below(14)] } else { [0, 0] };
+    let cluster = Arc::new(Cluster::start(settings.voters, seed, latency_ms).await?);
     let start = Instant::now();
-    let mut trace = vec![format!("seed {seed}: {settings:?}, bounded reads {plan:?}")];
+    let mut trace = vec![format!("seed {seed}: {settings:?}, bounded reads {plan:?}, RPC delay {latency_ms:?} ms")];
     let mut tasks = Vec::new();
     for id in 0..settings.clients as u64 {
         let cluster = cluster.clone();
@@ -124,8 +130,12 @@ async fn run_async(seed: u64, settings: DocsSettings) -> Result<DocsRun, String>
         log.trace.extend(client.trace);
     }
     done.store(true, Ordering::Relaxed);
-    trace.extend(nemesis.await.map_err(|e| format!("nemesis task failed: {e}"))?);
-    trace.extend(std::mem::take(&mut log.trace));
+    let mut events = nemesis.await.map_err(|e| format!("nemesis task failed: {e}"))?;
+    events.append(&mut log.trace);
+    // In virtual-time order (each line starts with its time in ns); a stable sort keeps the
+    // clients' order for lines of the same instant.
+    events.sort_by_key(|line| line.split(' ').next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0));
+    trace.extend(events);
     cluster.net.heal_all();
     for i in 0..cluster.len() {
         cluster.restart(i).await?;
@@ -200,13 +210,18 @@ async fn nemesis(
     trace
 }
 
-/// Waits (up to [`SETTLE`]) until every voter has applied the highest acknowledged index,
-/// then reads what each holds locally.
+/// Waits (up to [`SETTLE`]) until every voter has applied the highest acknowledged index
+/// and everything any voter has applied (writes whose outcome a client never learnt commit
+/// too), then reads what each holds locally.
 async fn settle(cluster: &Cluster, log: &ClientLog) -> (Option<u64>, Vec<Settled>) {
     let owed = log.writes.iter().filter(|w| w.acknowledged).filter_map(|w| w.index).max();
     let deadline = Instant::now() + SETTLE;
     let applied = |i: usize| cluster.docs(i).and_then(|d| d.applied_index());
-    while Instant::now() < deadline && (0..cluster.len()).any(|i| applied(i) < owed) {
+    let behind = || {
+        let target = (0..cluster.len()).map(applied).max().flatten().max(owed);
+        (0..cluster.len()).any(|i| applied(i) < target)
+    };
+    while Instant::now() < deadline && behind() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut settled = Vec::new();

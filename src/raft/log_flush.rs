@@ -19,7 +19,7 @@ use openraft::storage::LogFlushed;
 use parking_lot::Mutex;
 
 use super::types::TypeConfig;
-use crate::storage::{Durability, Storage};
+use crate::storage::Storage;
 
 /// Appends whose callbacks may wait for one sync before `append` itself waits.
 const QUEUE_CAPACITY: usize = 4096;
@@ -38,9 +38,9 @@ impl LogFlusher {
         Self { storage, queue: Mutex::new(None) }
     }
 
-    /// Calls `callback` once an append written with `durability` is on disk.
-    pub(crate) fn after(&self, durability: Durability, callback: Callback) {
-        if durability == Durability::Now {
+    /// Calls `callback` once the append just written (unsynced) is on disk.
+    pub(crate) fn after_append(&self, callback: Callback) {
+        if !self.storage.defers_sync() {
             callback.log_io_completed(Ok(()));
             return;
         }

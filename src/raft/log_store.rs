@@ -182,7 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Only a hint for a faster restart (openraft may re-apply up to it without waiting for
         // a leader), so it rides with the next sync instead of paying its own.
-        self.storage.write_unsynced(batch).map(|_| ()).map_err(|e| write_err(&e))
+        self.storage.write_unsynced(batch).map_err(|e| write_err(&e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, OpenraftStorageError> {
@@ -206,9 +206,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         batch.put(Family::RaftMeta, LAST_LOG_KEY.to_vec(), codec::encode(&last));
         match self.storage.write_unsynced(batch) {
-            Ok(durability) => {
+            Ok(()) => {
                 self.bounds.lock().last_log = Some(last);
-                self.flusher.after(durability, callback);
+                self.flusher.after_append(callback);
                 Ok(())
             }
             Err(e) => {

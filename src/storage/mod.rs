@@ -149,15 +149,6 @@ pub enum StorageError {
     Locked { path: String },
 }
 
-/// When a batch given to [`Storage::write_unsynced`] is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Already: it is as durable as this store ever makes anything.
-    Now,
-    /// Once a later [`Storage::sync`] returns.
-    AfterSync,
-}
-
 /// The callback of [`Storage::visit_consistent`]: one entry (family, key, value) at a time.
 /// (The same type as writing `&mut dyn FnMut(…)` in place.)
 pub type Visit<'a> = &'a mut dyn FnMut(Family, &[u8], &[u8]) -> Result<(), StorageError>;
@@ -171,18 +162,25 @@ pub trait Storage: Send + Sync + 'static {
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
 
     /// Applies `batch` atomically and makes it visible to readers at once, without waiting
-    /// for the disk. When the answer is [`Durability::AfterSync`], the batch is durable only
-    /// once a later [`Storage::sync`] (or durable [`Storage::write`]) returns; a crash before
-    /// that loses it whole, together with every batch written after it, never a part of one
-    /// and never out of order. Lets a caller keep working while the disk catches up, then pay
-    /// one sync for many batches.
-    fn write_unsynced(&self, batch: WriteBatch) -> Result<Durability, StorageError> {
-        self.write(batch).map(|()| Durability::Now)
+    /// for the disk. On a store that [defers syncs](Storage::defers_sync) the batch is durable
+    /// only once a later [`Storage::sync`] (or durable [`Storage::write`]) returns; a crash
+    /// before that loses it whole, together with every batch written after it, never a part
+    /// of one and never out of order. Lets a caller keep working while the disk catches up,
+    /// then pay one sync for many batches.
+    fn write_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.write(batch)
     }
 
     /// Makes every batch written so far durable.
     fn sync(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+
+    /// Whether [`Storage::write_unsynced`] leaves durability to a later sync (RocksDB), or
+    /// makes a batch as durable as this store makes anything when it returns (memory), so
+    /// that waiting for durability costs nothing.
+    fn defers_sync(&self) -> bool {
+        false
     }
 
     fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;

@@ -13,7 +13,7 @@ use rocksdb::{
     MergeOperands, Options, WriteOptions, DB,
 };
 
-use super::{BatchOp, Durability, Family, Storage, StorageError, Visit, WriteBatch};
+use super::{BatchOp, Family, Storage, StorageError, Visit, WriteBatch};
 
 /// Block compression for RocksDB's SST files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,12 +148,16 @@ impl Storage for RocksStorage {
 
     /// The batch is in the WAL file (the OS holds it) and the memtable; RocksDB's WAL
     /// recovery keeps a prefix of the batches after a crash, never part of one.
-    fn write_unsynced(&self, batch: WriteBatch) -> Result<Durability, StorageError> {
-        self.write_batch(batch, false).map(|()| Durability::AfterSync)
+    fn write_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.write_batch(batch, false)
     }
 
     fn sync(&self) -> Result<(), StorageError> {
         self.db.flush_wal(true).map_err(io)
+    }
+
+    fn defers_sync(&self) -> bool {
+        true
     }
 
     fn get(&self, family: Family, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {

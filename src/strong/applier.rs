@@ -22,6 +22,11 @@
 //! replication only once durable. A snapshot is taken only of durable state: building one
 //! first waits for everything queued, because openraft may purge the log up to it.
 //!
+//! On a store without syncs (memory) waiting costs nothing, so there each batch does wait:
+//! the node's state then moves in step with openraft's, which is what keeps the simulator's
+//! runs of this state machine replayable (nothing is left for another thread to finish
+//! while virtual time runs on).
+//!
 //! Snapshots carry the bookkeeping only. A follower that installs one receives the documents
 //! through replication (the cluster's changes are in every member's change log); until then
 //! it cannot compute a change that the state machine would accept, so it never acts on a
@@ -304,6 +309,9 @@ impl Applier for DocApplier {
         pending_ops.extend(meta_ops);
         // Last in the queue: once it is durable, so is every write of this batch.
         let last = self.node.submit_ops(pending_ops).map_err(storage_error)?;
+        if !self.node.storage().defers_sync() {
+            self.node.wait_written_blocking(last).map_err(storage_error)?;
+        }
         let mut machine = self.machine.lock();
         machine.forget_stored(self.node.written_ticket());
         machine.unstored.extend(docs.into_iter().map(|(doc, state)| (doc, (state, last))));

@@ -11,6 +11,7 @@ mod admission;
 mod behaviour;
 pub(crate) mod codec;
 mod dialer;
+mod dns;
 mod driver;
 mod peers;
 mod raft_transport;

@@ -1,6 +1,7 @@
 //! Building the swarm: TCP, optionally wrapped in the cluster's pre-shared key, then noise
 //! for authentication and encryption and yamux for multiplexing, with DNS resolution so
-//! `/dns4/...` addresses (compose service names) work.
+//! `/dns4/...` addresses (compose service names) work, resolved afresh on every dial (see
+//! `dns.rs`).
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::{noise, tcp, yamux, PeerId, Swarm, SwarmBuilder};
 
 use super::behaviour::{Behaviour, BehaviourSettings};
+use super::dns;
 
 type BoxedError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -25,12 +27,12 @@ pub fn build_swarm(
     settings: &BehaviourSettings<'_>,
     idle_timeout: Duration,
 ) -> Result<Swarm<Behaviour>, String> {
+    let (dns_config, dns_options) = dns::resolver_settings().map_err(|e| format!("DNS resolver: {e}"))?;
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(|key| authenticated_tcp(key, psk).map_err(BoxedError::from))
         .map_err(|e| format!("transport: {e}"))?
-        .with_dns()
-        .map_err(|e| format!("DNS resolver: {e}"))?
+        .with_dns_config(dns_config, dns_options)
         .with_behaviour(|key| Behaviour::new(key, settings).map_err(BoxedError::from))
         .map_err(|e| format!("protocols: {e}"))?
         .with_swarm_config(|config| config.with_idle_connection_timeout(idle_timeout))

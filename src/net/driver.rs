@@ -65,7 +65,10 @@ pub struct DriverParts {
     pub rng: StdRng,
     pub topic: gossipsub::IdentTopic,
     pub wire_limits: WireLimits,
-    pub page_bytes: usize,
+    /// Bytes of records per anti-entropy page.
+    pub log_page_bytes: usize,
+    /// Bytes of documents per state-transfer page.
+    pub docs_page_bytes: usize,
     pub gossip_window: Duration,
     pub dialer: Dialer,
     pub commands: mpsc::Receiver<NetCommand>,
@@ -89,7 +92,8 @@ pub struct Driver {
     started: Instant,
     topic: gossipsub::IdentTopic,
     wire_limits: WireLimits,
-    page_bytes: usize,
+    log_page_bytes: usize,
+    docs_page_bytes: usize,
     peers: PeerTable,
     dialer: Dialer,
     offenders: Offenders,
@@ -131,7 +135,8 @@ impl Driver {
             started,
             topic: parts.topic,
             wire_limits: parts.wire_limits,
-            page_bytes: parts.page_bytes,
+            log_page_bytes: parts.log_page_bytes,
+            docs_page_bytes: parts.docs_page_bytes,
             peers: PeerTable::default(),
             dialer: parts.dialer,
             offenders: Offenders::default(),
@@ -222,7 +227,7 @@ impl Driver {
             }
             Effect::Reject { from, reason } => self.offence(&from, &reason),
             Effect::ReadDocs { for_peer, after, max_docs } => {
-                let (node, done, page_bytes) = (self.node.clone(), self.completions_tx.clone(), self.page_bytes);
+                let (node, done, page_bytes) = (self.node.clone(), self.completions_tx.clone(), self.docs_page_bytes);
                 tokio::spawn(async move {
                     let result = node.read_docs(after, max_docs, page_bytes).await;
                     let _ = done.send(Completion::DocsRead { peer: for_peer, result }).await;
@@ -336,7 +341,7 @@ impl Driver {
     fn read_log(&mut self, peer: NodeId, have: VersionVector, max_records: u32) {
         let node = self.node.clone();
         let done = self.completions_tx.clone();
-        let page_bytes = self.page_bytes;
+        let page_bytes = self.log_page_bytes;
         tokio::spawn(async move {
             let result = node.read_log(have, max_records, page_bytes).await;
             let _ = done.send(Completion::LogRead { peer, result }).await;

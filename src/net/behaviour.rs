@@ -29,6 +29,11 @@ const IDENTIFY_PROTOCOL: &str = "/statemesh/id/1";
 /// when the kernel's TCP timeout finally fires many minutes later.
 const PING_INTERVAL: Duration = Duration::from_secs(2);
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often mDNS asks the local network who is there once it has had an answer. Multicast
+/// is lossy and libp2p stops its quick initial probes at the first answer, so with its
+/// default (5 min) a node whose answer was lost stayed unfound for minutes; one small query
+/// every 10 s, answered by each node, finds it within seconds.
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -91,7 +96,13 @@ impl Behaviour {
             request_response::Config::default().with_request_timeout(RAFT_STREAM_TIMEOUT),
         );
         let mdns = if settings.mdns {
-            Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id).map_err(|e| format!("mdns: {e}"))?)
+            Some(
+                mdns::tokio::Behaviour::new(
+                    mdns::Config { query_interval: MDNS_QUERY_INTERVAL, ..mdns::Config::default() },
+                    peer_id,
+                )
+                .map_err(|e| format!("mdns: {e}"))?,
+            )
         } else {
             None
         };

@@ -535,7 +535,12 @@ impl Driver {
                 for (peer, addr) in found {
                     if peer != *self.swarm.local_peer_id() && !self.swarm.is_connected(&peer) {
                         tracing::debug!(%peer, %addr, "discovered on the local network");
-                        let _ = self.swarm.dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                        // Both nodes usually discover each other at the same moment and dial at
+                        // once. From their listening ports, the two dials would be one TCP
+                        // simultaneous open that both sides treat as outgoing: it fails, and
+                        // mDNS reports the address only once. A fresh port keeps them apart.
+                        let opts = DialOpts::peer_id(peer).addresses(vec![addr]).allocate_new_port().build();
+                        let _ = self.swarm.dial(opts);
                     }
                 }
             }

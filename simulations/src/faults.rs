@@ -37,6 +37,10 @@ pub enum PlantedBug {
     /// The network drops every `SyncRequest`, leaving only lossy gossip. The convergence
     /// checker must report it.
     DropSyncRequests,
+    /// Anti-entropy serves its pages without the records whose seq falls in a fixed range
+    /// (the 3rd and 4th of every ten of each origin), as if an off-by-one skipped them. Only
+    /// gossip can still deliver those; the convergence checker must report the rest.
+    SkipSeqRange,
     /// Strong reads skip the read index and answer from the local replica, however stale
     /// (`strong` runs only). The linearizability checker must report it.
     StaleStrongReads,

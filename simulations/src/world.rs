@@ -449,7 +449,10 @@ impl<'a> World<'a> {
                 }
             }
             Effect::ReadLog { for_peer, have, max_records } => {
-                let (records, more) = self.nodes[node].read_log(&have, max_records);
+                let (mut records, more) = self.nodes[node].read_log(&have, max_records);
+                if self.bug == Some(PlantedBug::SkipSeqRange) {
+                    records.retain(|record| !matches!(record.id.seq % 10, 3 | 4));
+                }
                 self.feed(node, Input::LogRead { for_peer, records, more, floors: Vec::new() })?;
             }
             Effect::Apply { from, records } => {

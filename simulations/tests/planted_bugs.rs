@@ -31,6 +31,15 @@ fn dropping_every_sync_request_is_caught_by_the_convergence_checker() {
     assert!(convergence >= 5, "convergence reported on only {convergence} of 10 seeds: {found:?}");
 }
 
+#[test]
+fn anti_entropy_skipping_a_seq_range_is_caught_by_the_convergence_checker() {
+    let seeds = 0..10;
+    assert!(properties(None, seeds.clone()).iter().all(Option::is_none));
+    let found = properties(Some(PlantedBug::SkipSeqRange), seeds);
+    let caught = found.iter().filter(|p| p.is_some()).count();
+    assert!(caught >= 5, "a violation reported on only {caught} of 10 seeds: {found:?}");
+}
+
 /// The property each seed of a strong-document run broke, if any.
 fn strong_properties(settings: DocsSettings, seeds: std::ops::RangeInclusive<u64>) -> Vec<Option<&'static str>> {
     seeds.map(|seed| strong_docs::run(seed, settings).expect("run").violation.map(|v| v.property)).collect()

@@ -8,14 +8,7 @@ use simulations::{run_seed, RunOptions};
 #[test]
 fn skewed_and_drifting_clocks_keep_convergence_and_durability() {
     let scenario = common::scenario("clock_skew.toml");
-    let failures: Vec<String> = (0..20)
-        .map(|seed| run_seed(&scenario, seed, &RunOptions::default()))
-        .filter_map(|o| match (o.violation, o.stats.rejects) {
-            (Some(v), _) => Some(format!("seed {}: {v}", o.seed)),
-            (None, 0) => None,
-            (None, rejects) => Some(format!("seed {}: {rejects} rejects", o.seed)),
-        })
-        .collect();
+    let failures = common::failing_seeds(&scenario, 0..20);
     assert!(failures.is_empty(), "failing seeds:\n{}", failures.join("\n"));
 }
 

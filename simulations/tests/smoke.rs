@@ -7,16 +7,7 @@ use simulations::{run_seed, RunOptions};
 #[test]
 fn smoke_scenario_passes_for_its_seeds() {
     let scenario = common::scenario("smoke.toml");
-    let failures: Vec<String> = scenario
-        .seed_list()
-        .map(|seed| run_seed(&scenario, seed, &RunOptions::default()))
-        .filter_map(|o| match (o.violation, o.stats.rejects) {
-            (Some(v), _) => Some(format!("seed {}: {v}", o.seed)),
-            // An honest run never sends a peer anything it must reject.
-            (None, 0) => None,
-            (None, rejects) => Some(format!("seed {}: {rejects} rejects", o.seed)),
-        })
-        .collect();
+    let failures = common::failing_seeds(&scenario, scenario.seed_list());
     assert!(failures.is_empty(), "failing seeds:\n{}", failures.join("\n"));
 }
 

@@ -199,7 +199,6 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Opens storage and identity as `config` says and starts the committer.
     pub fn open(config: &Config) -> Result<Self, OpenError> {
-        let namespaces = Namespaces::compile(&config.namespaces).map_err(OpenError::Namespaces)?;
         let (storage, identity): (Arc<dyn Storage>, Identity) = match config.storage.kind {
             StorageType::Memory => (Arc::new(MemoryStorage::new()), Identity::ephemeral()),
             StorageType::Persistent | StorageType::Distributed => {
@@ -216,7 +215,7 @@ impl Node {
                 (Arc::new(storage), Identity::load_or_create(&config.node.data_dir)?)
             }
         };
-        Self::start(config, storage, identity, namespaces)
+        Self::open_on(config, storage, identity)
     }
 
     /// Opens a node over storage and an identity the caller already holds: a restart that

@@ -309,12 +309,14 @@ impl Applier for DocApplier {
         pending_ops.extend(meta_ops);
         // Last in the queue: once it is durable, so is every write of this batch.
         let last = self.node.submit_ops(pending_ops).map_err(storage_error)?;
-        if !self.node.storage().defers_sync() {
+        if self.node.storage().defers_sync() {
+            let mut machine = self.machine.lock();
+            machine.forget_stored(self.node.written_ticket());
+            machine.unstored.extend(docs.into_iter().map(|(doc, state)| (doc, (state, last))));
+        } else {
+            // Stored once this returns: nothing to keep in memory.
             self.node.wait_written_blocking(last).map_err(storage_error)?;
         }
-        let mut machine = self.machine.lock();
-        machine.forget_stored(self.node.written_ticket());
-        machine.unstored.extend(docs.into_iter().map(|(doc, state)| (doc, (state, last))));
         Ok(results)
     }
 

@@ -3,8 +3,9 @@
 //! memory per 100k small documents.
 //!
 //! Run: `cargo bench --bench single_node` (settings: `BENCH_SECONDS` per phase, default 5;
-//! `BENCH_DOCS` documents written to, default 5000; `BENCH_RSS_DOCS`, default 100000; any
-//! `STATEMESH_*` configuration override).
+//! `BENCH_DOCS` documents written to, default 5000; `BENCH_RSS_DOCS`, default 100000 (0 skips
+//! the memory row); `BENCH_CLIENTS`, default `1,16,64`; `BENCH_SURFACES`, default
+//! `library,http`; any `STATEMESH_*` configuration override).
 //! Every write is acknowledged only after its batch is fsynced (RocksDB WAL, sync = true).
 
 use std::sync::Arc;
@@ -22,6 +23,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A comma-separated list from the environment, or `default`.
+fn env_list(name: &str, default: &str) -> Vec<String> {
+    let value = std::env::var(name).unwrap_or_else(|_| default.to_string());
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 struct Run {
@@ -101,6 +108,9 @@ fn main() {
     let seconds = env_or("BENCH_SECONDS", 5);
     let docs = env_or("BENCH_DOCS", 5_000);
     let rss_docs = env_or("BENCH_RSS_DOCS", 100_000);
+    let clients: Vec<usize> =
+        env_list("BENCH_CLIENTS", "1,16,64").iter().map(|c| c.parse().expect("BENCH_CLIENTS: numbers")).collect();
+    let surfaces = env_list("BENCH_SURFACES", "library,http");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -115,7 +125,7 @@ fn main() {
         );
         println!("| surface | clients |  updates/s | p50 (ms) | p99 (ms) |      ops |");
         println!("|---------|---------|------------|----------|----------|----------|");
-        for clients in [1, 16, 64] {
+        for &clients in clients.iter().filter(|_| surfaces.iter().any(|s| s == "library")) {
             let n = node.clone();
             let run = drive(clients, seconds, docs, move |doc, i| {
                 let node = n.clone();
@@ -134,7 +144,7 @@ fn main() {
         tokio::spawn(async move {
             let _ = statemesh::api::serve(listener, router, std::future::pending()).await;
         });
-        for clients in [1, 16, 64] {
+        for &clients in clients.iter().filter(|_| surfaces.iter().any(|s| s == "http")) {
             let client = Client::new(&url).expect("client");
             let run = drive(clients, seconds, docs, move |doc, i| {
                 let client = client.clone();
@@ -148,6 +158,9 @@ fn main() {
         }
         node.shutdown().await.expect("shutdown");
         drop(node);
+        if rss_docs == 0 {
+            return;
+        }
 
         // Memory: a fresh node, `rss_docs` small documents written through the library.
         let dir = tempfile::tempdir().expect("tempdir");

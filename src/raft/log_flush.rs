@@ -1,12 +1,14 @@
-//! Durability of appended Raft log entries, off openraft's core task.
+//! Durability of appended Raft log entries, off the runtime's worker threads.
 //!
-//! openraft hands `append` a callback to call once the entries are on disk and carries on
-//! meanwhile: it sends the entries to followers and takes more client writes while the disk
-//! works. The log store writes entries unsynced (readable at once, as openraft requires) and
-//! hands the callback here. One thread syncs and then calls every callback that was waiting
-//! when the sync began, so appends that arrive during a sync share the next one (group
-//! commit for the log). Callbacks fire in append order; a failed sync fails every callback
-//! it covered, and openraft stops the node on a log write error.
+//! openraft hands `append` a callback to call once the entries are on disk. The log store
+//! writes entries unsynced (readable at once, as openraft requires) and hands the callback
+//! here: one thread syncs and then calls every callback that was waiting when the sync
+//! began. So a sync (a fraction of a millisecond, often more on a busy disk) never blocks one
+//! of the tokio workers that serve HTTP, the network and the state machine meanwhile.
+//! openraft 0.9's core task does wait for the callback before its next step, so one voter
+//! has one append in flight at a time; concurrent client writes share a sync by arriving
+//! as one batch of entries. Callbacks fire in append order; a failed sync fails every
+//! callback it covered, and openraft stops the node on a log write error.
 //!
 //! A store whose writes are durable as soon as they return (memory) never starts the thread:
 //! its callbacks fire inline, which keeps the simulator's runs on one thread.

@@ -23,6 +23,7 @@ pub mod linearizability;
 pub mod network;
 pub mod node;
 pub mod rng;
+pub mod runtime;
 pub mod scenario;
 pub mod strong;
 pub mod strong_docs;

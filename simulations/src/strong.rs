@@ -61,11 +61,7 @@ struct Voter {
 
 /// Runs one seed to completion (virtual time; about a second of wall time).
 pub fn run(seed: u64, settings: StrongSettings) -> Result<StrongRun, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = crate::runtime::seeded(seed)?;
     runtime.block_on(async move {
         seed_election_timeouts(seed);
         let net = LoopbackNet::new();

@@ -89,11 +89,7 @@ pub struct DocsRun {
 
 /// Runs one seed to completion in virtual time.
 pub fn run(seed: u64, settings: DocsSettings) -> Result<DocsRun, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = crate::runtime::seeded(seed)?;
     runtime.block_on(run_async(seed, settings))
 }
 

@@ -25,6 +25,16 @@ fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The client counts to run for `surface`: all of them when `BENCH_SURFACES` names it, none
+/// otherwise.
+fn rows<'a>(clients: &'a [usize], surfaces: &[String], surface: &str) -> &'a [usize] {
+    if surfaces.iter().any(|s| s == surface) {
+        clients
+    } else {
+        &[]
+    }
+}
+
 /// A comma-separated list from the environment, or `default`.
 fn env_list(name: &str, default: &str) -> Vec<String> {
     let value = std::env::var(name).unwrap_or_else(|_| default.to_string());
@@ -125,7 +135,7 @@ fn main() {
         );
         println!("| surface | clients |  updates/s | p50 (ms) | p99 (ms) |      ops |");
         println!("|---------|---------|------------|----------|----------|----------|");
-        for &clients in clients.iter().filter(|_| surfaces.iter().any(|s| s == "library")) {
+        for &clients in rows(&clients, &surfaces, "library") {
             let n = node.clone();
             let run = drive(clients, seconds, docs, move |doc, i| {
                 let node = n.clone();
@@ -144,7 +154,7 @@ fn main() {
         tokio::spawn(async move {
             let _ = statemesh::api::serve(listener, router, std::future::pending()).await;
         });
-        for &clients in clients.iter().filter(|_| surfaces.iter().any(|s| s == "http")) {
+        for &clients in rows(&clients, &surfaces, "http") {
             let client = Client::new(&url).expect("client");
             let run = drive(clients, seconds, docs, move |doc, i| {
                 let client = client.clone();

@@ -7,6 +7,9 @@
 //! the memory row); `BENCH_CLIENTS`, default `1,16,64`; `BENCH_SURFACES`, default
 //! `library,http`; any `STATEMESH_*` configuration override).
 //! Every write is acknowledged only after its batch is fsynced (RocksDB WAL, sync = true).
+//! `CPU µs/update` is the whole process's CPU time (all threads; for `http`, the in-process
+//! client's too) divided by the updates: on 2 cores, 1,000,000 / (CPU µs/update / 2) is the
+//! rate the machine could reach if nothing ever waited.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +48,8 @@ struct Run {
     ops: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU time the whole process spent (every thread, user and system) during the run.
+    cpu: Duration,
 }
 
 impl Run {
@@ -55,10 +60,11 @@ impl Run {
             self.latencies.get(i).copied().unwrap_or_default()
         };
         format!(
-            "| {surface:<7} | {clients:>7} | {:>10.0} | {:>8.2} | {:>8.2} | {:>8} |",
+            "| {surface:<7} | {clients:>7} | {:>10.0} | {:>8.2} | {:>8.2} | {:>13.1} | {:>8} |",
             self.ops as f64 / self.elapsed.as_secs_f64(),
             pct(0.50).as_secs_f64() * 1e3,
             pct(0.99).as_secs_f64() * 1e3,
+            self.cpu.as_secs_f64() * 1e6 / self.ops.max(1) as f64,
             self.ops
         )
     }
@@ -76,6 +82,7 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients as u64)
@@ -99,7 +106,20 @@ where
     for task in tasks {
         latencies.extend(task.await.expect("client task"));
     }
-    Run { ops: latencies.len(), elapsed: started.elapsed(), latencies }
+    let elapsed = started.elapsed();
+    Run { ops: latencies.len(), elapsed, latencies, cpu: process_cpu().saturating_sub(cpu_before) }
+}
+
+/// CPU time of this process so far, user and system, from `/proc/self/stat` (in the kernel's
+/// fixed 100 Hz `USER_HZ` ticks). The per-update figure it gives is steadier than updates/s
+/// between runs on a shared machine, and says where a core's time goes.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name, which may itself hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// The default configuration with any `STATEMESH_*` overrides from the environment, so a
@@ -133,8 +153,8 @@ fn main() {
              storage {:?} (RocksDB: WAL fsynced before each acknowledgement)",
             config.storage.kind
         );
-        println!("| surface | clients |  updates/s | p50 (ms) | p99 (ms) |      ops |");
-        println!("|---------|---------|------------|----------|----------|----------|");
+        println!("| surface | clients |  updates/s | p50 (ms) | p99 (ms) | CPU µs/update |      ops |");
+        println!("|---------|---------|------------|----------|----------|---------------|----------|");
         for &clients in rows(&clients, &surfaces, "library") {
             let n = node.clone();
             let run = drive(clients, seconds, docs, move |doc, i| {

@@ -149,7 +149,7 @@ impl Node {
                     version: version_text.clone(),
                     exists,
                 });
-                self.logged_change_ops(record, &event, &mut ops);
+                self.received_change_ops(record, &event, &mut ops);
                 events.push(event);
             }
             PendingWrite {

@@ -3,7 +3,9 @@
 //! The feed and the log grow with every write; `history.max_size` bounds how many entries
 //! each keeps and `history.retention` how old they may get. Pruning runs inside the committer
 //! between batches (at most once a second) and its deletions ride along with the next group
-//! commit, so it costs no extra fsync. The oldest kept feed position is raised *before* the
+//! commit, so it costs no extra fsync. Each pass deletes what expired as one key range per
+//! log, so its cost does not grow with the write rate (a node writing faster than
+//! `max_size` per second would otherwise spend its committer on point deletions). The oldest kept feed position is raised *before* the
 //! deletions are written, so a concurrent reader sees "expired" rather than a silent gap.
 //!
 //! What is never pruned: documents and their Automerge history (history listings and `?at=`
@@ -21,8 +23,11 @@ use crate::storage::{BatchOp, Family, Storage, StorageError};
 
 /// Meta key of the oldest kept feed position.
 pub const FEED_FLOOR_KEY: &[u8] = b"feed_floor";
-/// Most deletions added to one batch, so pruning a backlog never makes one batch huge.
-const DELETES_PER_BATCH_MAX: usize = 2048;
+/// Most entries one pass reads to find where the expired ones end; a longer run of expired
+/// entries is finished by the next passes, one per batch, until caught up.
+const AGE_SCAN_MAX: usize = 2048;
+/// Entries read per storage scan while looking for the first unexpired one.
+const AGE_SCAN_PAGE: usize = 128;
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Retention {
@@ -33,8 +38,16 @@ pub struct Retention {
     log_floor: u64,
     origin: NodeId,
     last_run: Option<Instant>,
-    /// The last pass hit its deletion budget: run again at the next batch, not a second later.
+    /// The last pass stopped reading before it found the end of the expired entries: run
+    /// again at the next batch, not a second later.
     backlog: bool,
+}
+
+/// Where a run of expired entries ends: the first number to keep, and whether the walk
+/// stopped at its read budget before finding it.
+struct AgeWalk {
+    keep_from: u64,
+    budget_spent: bool,
 }
 
 impl Retention {
@@ -51,6 +64,10 @@ impl Retention {
     }
 
     /// Deletions due now, if a pruning pass is due. `head` and `local_seq` are durable.
+    ///
+    /// Whatever the backlog, a pass adds at most two range deletions and two floor updates to
+    /// the batch: pruning by count reads nothing, and pruning by age reads only until the
+    /// first entry young enough to keep (at most [`AGE_SCAN_MAX`] per pass).
     pub fn due_deletions(
         &mut self,
         storage: &dyn Storage,
@@ -63,46 +80,40 @@ impl Retention {
         }
         self.last_run = Some(Instant::now());
         let cutoff_ms = now_ms.saturating_sub(self.max_age_ms);
-        let mut ops = self.prune_feed(storage, cutoff_ms, head)?;
-        let feed_deletes = ops.len();
-        ops.extend(self.prune_log(storage, cutoff_ms, local_seq, DELETES_PER_BATCH_MAX.saturating_sub(ops.len()))?);
-        // A pass that used (nearly) its whole budget leaves more to do: keep pruning with
-        // every batch until caught up, so deletion keeps pace with any write rate.
-        self.backlog = feed_deletes >= DELETES_PER_BATCH_MAX || ops.len() >= DELETES_PER_BATCH_MAX;
+        let (mut ops, feed_backlog) = self.prune_feed(storage, cutoff_ms, head)?;
+        let (log_ops, log_backlog) = self.prune_log(storage, cutoff_ms, local_seq)?;
+        ops.extend(log_ops);
+        self.backlog = feed_backlog || log_backlog;
         Ok(ops)
     }
 
+    /// The feed: events beyond `max_size` or older than `retention`.
     fn prune_feed(
         &mut self,
         storage: &dyn Storage,
         cutoff_ms: i64,
         head: FeedPos,
-    ) -> Result<Vec<BatchOp>, StorageError> {
+    ) -> Result<(Vec<BatchOp>, bool), StorageError> {
         let floor = self.floor.load(Ordering::Acquire).max(1);
         let by_count = head.saturating_sub(self.max_entries) + 1;
-        let mut new_floor = floor.max(by_count);
-        // Age: walk forward from the floor while events are older than the cutoff.
-        let entries = storage.scan(Family::Feed, &[], &feed_key(new_floor), DELETES_PER_BATCH_MAX)?;
-        for (_, value) in &entries {
+        let walk = walk_expired(storage, Family::Feed, &[], floor.max(by_count), feed_key, cutoff_ms, |value| {
             let event = FeedEvent::decode(value)?;
-            if event.time_ms >= cutoff_ms || event.pos > head {
-                break;
-            }
-            new_floor = event.pos + 1;
-        }
-        let new_floor = new_floor.min(floor + DELETES_PER_BATCH_MAX as u64);
+            Ok((event.pos, event.time_ms))
+        })?;
+        let new_floor = walk.keep_from.min(head + 1);
         if new_floor <= floor {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         self.floor.store(new_floor, Ordering::Release);
-        let mut ops: Vec<BatchOp> =
-            (floor..new_floor).map(|pos| BatchOp::Delete { family: Family::Feed, key: feed_key(pos) }).collect();
-        ops.push(BatchOp::Put {
-            family: Family::Meta,
-            key: FEED_FLOOR_KEY.to_vec(),
-            value: new_floor.to_be_bytes().to_vec(),
-        });
-        Ok(ops)
+        let ops = vec![
+            BatchOp::DeleteRange { family: Family::Feed, start: feed_key(floor), end: feed_key(new_floor) },
+            BatchOp::Put {
+                family: Family::Meta,
+                key: FEED_FLOOR_KEY.to_vec(),
+                value: new_floor.to_be_bytes().to_vec(),
+            },
+        ];
+        Ok((ops, walk.budget_spent))
     }
 
     /// The node's own log: records beyond `max_size` or older than `retention`.
@@ -111,33 +122,65 @@ impl Retention {
         storage: &dyn Storage,
         cutoff_ms: i64,
         local_seq: u64,
-        budget: usize,
-    ) -> Result<Vec<BatchOp>, StorageError> {
+    ) -> Result<(Vec<BatchOp>, bool), StorageError> {
         let floor = self.log_floor.max(1);
         let by_count = local_seq.saturating_sub(self.max_entries) + 1;
-        let mut new_floor = floor.max(by_count).min(floor + budget as u64);
-        let prefix = log_prefix(&self.origin);
-        let entries = storage.scan(Family::ChangeLog, &prefix, &log_key(&self.origin, new_floor), budget.min(1024))?;
-        for (_, value) in &entries {
-            let record = ChangeRecord::decode(value).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            if record.time_ms >= cutoff_ms || record.id.seq > local_seq || new_floor >= floor + budget as u64 {
-                break;
-            }
-            new_floor = record.id.seq + 1;
-        }
+        let origin = self.origin.clone();
+        let key = |seq| log_key(&origin, seq);
+        let walk = walk_expired(
+            storage,
+            Family::ChangeLog,
+            &log_prefix(&origin),
+            floor.max(by_count),
+            key,
+            cutoff_ms,
+            |value| {
+                let record = ChangeRecord::decode(value).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                Ok((record.id.seq, record.time_ms))
+            },
+        )?;
+        let new_floor = walk.keep_from.min(local_seq + 1);
         if new_floor <= floor {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         self.log_floor = new_floor;
-        let mut ops: Vec<BatchOp> = (floor..new_floor)
-            .map(|seq| BatchOp::Delete { family: Family::ChangeLog, key: log_key(&self.origin, seq) })
-            .collect();
-        ops.push(BatchOp::Put {
-            family: Family::Meta,
-            key: log_floor_key(&self.origin),
-            value: new_floor.to_be_bytes().to_vec(),
-        });
-        Ok(ops)
+        let ops = vec![
+            BatchOp::DeleteRange { family: Family::ChangeLog, start: key(floor), end: key(new_floor) },
+            BatchOp::Put { family: Family::Meta, key: log_floor_key(&origin), value: new_floor.to_be_bytes().to_vec() },
+        ];
+        Ok((ops, walk.budget_spent))
+    }
+}
+
+/// Walks a numbered log from `from` while its entries are older than `cutoff_ms`. `key` maps
+/// a number to its storage key and `number_and_time` reads an entry's own number and time.
+fn walk_expired(
+    storage: &dyn Storage,
+    family: Family,
+    prefix: &[u8],
+    from: u64,
+    key: impl Fn(u64) -> Vec<u8>,
+    cutoff_ms: i64,
+    number_and_time: impl Fn(&[u8]) -> Result<(u64, i64), StorageError>,
+) -> Result<AgeWalk, StorageError> {
+    let mut keep_from = from;
+    let mut read = 0;
+    loop {
+        let page = storage.scan(family, prefix, &key(keep_from), AGE_SCAN_PAGE)?;
+        for (_, value) in &page {
+            let (number, time_ms) = number_and_time(value)?;
+            if time_ms >= cutoff_ms {
+                return Ok(AgeWalk { keep_from, budget_spent: false });
+            }
+            keep_from = number + 1;
+            read += 1;
+            if read >= AGE_SCAN_MAX {
+                return Ok(AgeWalk { keep_from, budget_spent: true });
+            }
+        }
+        if page.len() < AGE_SCAN_PAGE {
+            return Ok(AgeWalk { keep_from, budget_spent: false });
+        }
     }
 }
 

@@ -190,13 +190,13 @@ impl Node {
                         (candidate.restore(json, now)?, Some(size))
                     }
                     None if candidate.exists() => (candidate.delete(now)?, Some(2)),
-                    None => (WriteOutcome { changes: Vec::new(), version: candidate.version() }, kept_bound),
+                    None => (WriteOutcome::unchanged(candidate.version()), kept_bound),
                 };
-                let mut changes = merged.changes;
-                changes.extend(second.changes);
+                let mut outcome = merged;
+                outcome.absorb(second);
                 *doc = candidate;
                 *bound = new_bound;
-                Ok(WriteOutcome { changes, version: doc.version() })
+                Ok(outcome)
             })
             .await?;
         Ok(result.change.is_some())

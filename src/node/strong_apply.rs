@@ -101,7 +101,7 @@ impl Node {
                     version: version.to_string(),
                     exists: *exists,
                 });
-                self.logged_change_ops(record, &event, &mut ops);
+                self.received_change_ops(record, &event, &mut ops);
                 stored_records.push(record.id.clone());
                 positions.push((*doc_index, event.pos, version.clone()));
                 events.push(event);

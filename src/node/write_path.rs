@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use automerge::ChangeHash;
 use statemesh_protocol::change_log::log_key;
 use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, Document, WriteOutcome};
 
@@ -123,7 +124,7 @@ impl Node {
                     time_ms: change.time_ms,
                     changes: change.outcome.changes,
                 };
-                self.logged_change_ops(&record, &event, &mut ops);
+                self.logged_change_ops(&record, &change.outcome.hashes, &event, &mut ops);
                 doc_count_delta += i64::from(change.exists) - i64::from(change.existed);
                 events.push(event);
                 local_records.push(Arc::new(record));
@@ -155,12 +156,20 @@ impl Node {
     /// The mutations every logged change brings, made here or received: its entries in the
     /// change-hash index, its feed event (when history is kept) and the record itself under
     /// its `(origin, seq)`.
-    pub(super) fn logged_change_ops(&self, record: &ChangeRecord, event: &FeedEvent, ops: &mut Vec<BatchOp>) {
+    /// `hashes` are those of `record.changes`, when the caller knows them (see
+    /// [`Node::received_change_ops`] for records that arrive as bytes).
+    pub(super) fn logged_change_ops(
+        &self,
+        record: &ChangeRecord,
+        hashes: &[ChangeHash],
+        event: &FeedEvent,
+        ops: &mut Vec<BatchOp>,
+    ) {
         let change_ref = ChangeRef { change: record.id.clone(), pos: event.pos }.encode();
-        for hash in change_index::hashes(&record.changes) {
+        for hash in hashes {
             ops.push(BatchOp::Put {
                 family: Family::DocChanges,
-                key: change_index::key(&record.doc, &hash),
+                key: change_index::key(&record.doc, hash),
                 value: change_ref.clone(),
             });
         }
@@ -170,6 +179,12 @@ impl Node {
             key: log_key(&record.id.origin, record.id.seq),
             value: record.encode(),
         });
+    }
+
+    /// [`Node::logged_change_ops`] for a record received as bytes, whose change hashes are
+    /// read from the changes themselves.
+    pub(super) fn received_change_ops(&self, record: &ChangeRecord, event: &FeedEvent, ops: &mut Vec<BatchOp>) {
+        self.logged_change_ops(record, &change_index::hashes(&record.changes), event, ops);
     }
 
     /// The feed event's own mutation, when `history.enabled` keeps events for replay.

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use super::log_flush::LogFlusher;
 use super::types::{Entry, LogId, OpenraftStorageError, TypeConfig, Vote};
 use crate::storage::codec;
-use crate::storage::{Family, Storage, StorageError, WriteBatch};
+use crate::storage::{key_after, Family, Storage, StorageError, WriteBatch};
 
 /// `raft_meta` key of the last saved vote.
 pub(crate) const VOTE_KEY: &[u8] = b"vote";
@@ -238,9 +238,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             _ => bounds.last_purged,
         };
         let mut batch = WriteBatch::new();
-        for index in log_id.index..=last_log.index {
-            batch.delete(Family::RaftLog, log_key(index));
-        }
+        batch.delete_range(Family::RaftLog, log_key(log_id.index), key_after(&log_key(last_log.index)));
         match new_last {
             Some(last) => batch.put(Family::RaftMeta, LAST_LOG_KEY.to_vec(), codec::encode(&last)),
             None => batch.delete(Family::RaftMeta, LAST_LOG_KEY.to_vec()),
@@ -261,9 +259,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let upto = bounds.last_log.map_or(log_id.index, |last| last.index.min(log_id.index));
         let mut batch = WriteBatch::new();
         if bounds.last_log.is_some() {
-            for index in first..=upto {
-                batch.delete(Family::RaftLog, log_key(index));
-            }
+            batch.delete_range(Family::RaftLog, log_key(first), key_after(&log_key(upto)));
         }
         batch.put(Family::RaftMeta, LAST_PURGED_KEY.to_vec(), codec::encode(&log_id));
         self.storage.write(batch).map_err(|e| write_err(&e))?;

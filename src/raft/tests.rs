@@ -555,26 +555,35 @@ async fn concurrent_clients_on_one_register_are_linearizable() {
         let start = Instant::now();
 
         // Three clients, four operations each; writes go to the leader, reads to a client's
-        // own replica (followers included) through read-index.
+        // own replica (followers included) through read-index. On a loaded machine leadership
+        // may move meanwhile: a refusal ("not the leader", or no leader known yet) changed
+        // nothing, so the client follows the new leader and tries again, and the operation's
+        // interval covers every attempt.
         let mut clients = Vec::new();
         for client in 0..3usize {
             let cluster = cluster.clone();
             clients.push(tokio::spawn(async move {
                 let mut ops = Vec::new();
+                let mut leader = leader;
                 for step in 0..4usize {
                     let invoke = start.elapsed();
                     let (kind, known) = if (client + step) % 2 == 0 {
                         let value = u32::try_from(client * 10 + step).expect("small");
-                        let outcome = cluster.kv(leader, put("r", &value.to_string())).await;
-                        let known = match outcome {
-                            Ok(_) => true,
-                            Err(StrongError::Indeterminate { .. }) => false,
-                            Err(e) => panic!("write failed: {e}"),
+                        let known = loop {
+                            match cluster.kv(leader, put("r", &value.to_string())).await {
+                                Ok(_) => break true,
+                                Err(StrongError::Indeterminate { .. }) => break false,
+                                Err(StrongError::NotLeader { .. }) => leader = cluster.leader().await,
+                                Err(e) => panic!("write failed: {e}"),
+                            }
                         };
                         (OpKind::Write(value), known)
                     } else {
                         let replica = cluster.node(client);
-                        replica.path.read_index().await.expect("read index");
+                        while let Err(error) = replica.path.read_index().await {
+                            assert!(matches!(error, StrongError::NotLeader { .. }), "read index: {error:?}");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                         let value = replica
                             .kv
                             .get(b"r")

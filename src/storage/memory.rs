@@ -37,6 +37,15 @@ impl Storage for MemoryStorage {
                 BatchOp::Delete { family, key } => {
                     families.entry(family).or_default().remove(&key);
                 }
+                BatchOp::DeleteRange { family, start, end } => {
+                    if start < end {
+                        let table = families.entry(family).or_default();
+                        let doomed: Vec<Vec<u8>> = table.range(start..end).map(|(key, _)| key.clone()).collect();
+                        for key in doomed {
+                            table.remove(&key);
+                        }
+                    }
+                }
             }
         }
         Ok(())

@@ -84,6 +84,13 @@ pub enum BatchOp {
         family: Family,
         key: Vec<u8>,
     },
+    /// Deletes every key in `start..end` (end excluded): one operation however many keys the
+    /// range holds, which is what makes pruning a log's old end cheap.
+    DeleteRange {
+        family: Family,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 /// Mutations applied atomically and durably together.
@@ -107,6 +114,11 @@ impl WriteBatch {
 
     pub fn delete(&mut self, family: Family, key: Vec<u8>) {
         self.ops.push(BatchOp::Delete { family, key });
+    }
+
+    /// Deletes every key from `start` (included) to `end` (excluded).
+    pub fn delete_range(&mut self, family: Family, start: Vec<u8>, end: Vec<u8>) {
+        self.ops.push(BatchOp::DeleteRange { family, start, end });
     }
 
     /// Appends already-built operations.
@@ -133,6 +145,7 @@ impl WriteBatch {
             .map(|op| match op {
                 BatchOp::Put { key, value, .. } | BatchOp::Append { key, value, .. } => key.len() + value.len(),
                 BatchOp::Delete { key, .. } => key.len(),
+                BatchOp::DeleteRange { start, end, .. } => start.len() + end.len(),
             })
             .sum()
     }

@@ -133,6 +133,11 @@ impl RocksStorage {
                 BatchOp::Put { family, key, value } => rocks_batch.put_cf(self.cf(*family)?, key, value),
                 BatchOp::Append { family, key, value } => rocks_batch.merge_cf(self.cf(*family)?, key, value),
                 BatchOp::Delete { family, key } => rocks_batch.delete_cf(self.cf(*family)?, key),
+                // An empty or inverted range deletes nothing, as in the memory backend.
+                BatchOp::DeleteRange { family, start, end } if start < end => {
+                    rocks_batch.delete_range_cf(self.cf(*family)?, start, end);
+                }
+                BatchOp::DeleteRange { .. } => {}
             }
         }
         let mut write_options = WriteOptions::default();

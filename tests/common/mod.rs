@@ -47,9 +47,26 @@ pub fn memory_config() -> Config {
     config
 }
 
-/// A free loopback port (bound and released; fine for tests that start one node at a time).
+/// A free loopback port for a node started as a child process.
+///
+/// It is taken from below the kernel's ephemeral range: a port the kernel handed out for
+/// `:0` and that was released again is soon handed out again, to the next `:0` listener
+/// (another test's node's replication listener, say), which would then answer in this node's
+/// place. Ports below the range are only ever chosen here, at random, and checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    use std::hash::{BuildHasher, RandomState};
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral_low: u16 = range.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let random = RandomState::new();
+    for attempt in 0u64..1000 {
+        let offset = random.hash_one(attempt) % u64::from(high - low);
+        let port = low + u16::try_from(offset).expect("below the range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {high}");
 }
 
 pub fn binary() -> &'static str {

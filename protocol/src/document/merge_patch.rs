@@ -45,7 +45,7 @@ pub fn apply(tx: &mut Transaction<'_>, obj: &ObjId, patch: &Map<String, Value>, 
                 let id = tx.put_object(obj, key.as_str(), ObjType::Map)?;
                 apply(tx, &id, fields, depth + 1)?;
             }
-            (other, _) => reconcile::prop(tx, obj, Prop::Map(key.clone()), other, depth)?,
+            (other, current) => reconcile::prop_over(tx, obj, Prop::Map(key.clone()), other, current, depth)?,
         }
     }
     Ok(())

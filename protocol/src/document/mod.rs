@@ -18,7 +18,7 @@ mod merge_patch;
 mod reconcile;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, AutomergeError, Change, ReadDoc, ROOT};
+use automerge::{ActorId, Automerge, AutomergeError, Change, ChangeHash, ReadDoc, ROOT};
 use serde_json::Value;
 
 use crate::change_log::ChangeKind;
@@ -43,17 +43,39 @@ pub enum DocError {
     Automerge(#[from] automerge::AutomergeError),
 }
 
-/// The result of a write: the raw changes it added (empty when nothing changed) and the
-/// version after it.
+/// The result of a write: the raw changes it added (empty when nothing changed), their
+/// hashes (`hashes[i]` is the hash of `changes[i]`, known from the write itself, so nobody
+/// parses the bytes again to learn it) and the version after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub changes: Vec<Vec<u8>>,
+    pub hashes: Vec<ChangeHash>,
     pub version: Version,
 }
 
 impl WriteOutcome {
+    /// A write that changed nothing; the document is at `version`.
+    pub fn unchanged(version: Version) -> Self {
+        Self { changes: Vec::new(), hashes: Vec::new(), version }
+    }
+
+    fn from_changes(changes: &[Change], version: Version) -> Self {
+        Self {
+            changes: changes.iter().map(|c| c.raw_bytes().to_vec()).collect(),
+            hashes: changes.iter().map(Change::hash).collect(),
+            version,
+        }
+    }
+
     pub fn is_noop(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// Adds the changes of a later write to the same document; the version becomes its.
+    pub fn absorb(&mut self, later: WriteOutcome) {
+        self.changes.extend(later.changes);
+        self.hashes.extend(later.hashes);
+        self.version = later.version;
     }
 }
 
@@ -243,12 +265,12 @@ impl Document {
         if committed.is_none() && existence_changes {
             self.doc.empty_commit(options());
         } else if committed.is_none() {
-            return Ok(WriteOutcome { changes: Vec::new(), version: self.version() });
+            return Ok(WriteOutcome::unchanged(self.version()));
         }
         // A local change depends on every current head, so it is now the only head.
         self.exists = kind != ChangeKind::Delete;
-        let change = self.doc.get_last_local_change().map(|c| c.raw_bytes().to_vec());
-        Ok(WriteOutcome { changes: change.into_iter().collect(), version: self.version() })
+        let change: Vec<Change> = self.doc.get_last_local_change().into_iter().collect();
+        Ok(WriteOutcome::from_changes(&change, self.version()))
     }
 
     /// Applies raw Automerge bytes (change chunks and/or a saved document) as they are.
@@ -269,14 +291,14 @@ impl Document {
             if !missing.is_empty() {
                 return Err(DocError::MissingDependencies(missing.len()));
             }
-            let changes: Vec<Vec<u8>> = candidate.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+            let changes = candidate.get_changes(&before);
             Ok((Document::from_automerge(candidate), changes))
         })?;
         if !changes.is_empty() {
             accept(&candidate)?;
             *self = candidate;
         }
-        Ok(WriteOutcome { changes, version: self.version() })
+        Ok(WriteOutcome::from_changes(&changes, self.version()))
     }
 
     /// Applies changes received from another node. Changes already held are skipped;

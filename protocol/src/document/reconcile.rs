@@ -45,6 +45,19 @@ fn list(tx: &mut Transaction<'_>, obj: &ObjId, target: &[Value], depth: usize) -
 /// Makes the value at `obj[key]` equal `target`.
 pub fn prop(tx: &mut Transaction<'_>, obj: &ObjId, key: Prop, target: &Value, depth: usize) -> Result<(), DocError> {
     let current = tx.get(obj, key.clone())?.map(|(value, id)| (value.into_owned(), id));
+    prop_over(tx, obj, key, target, current, depth)
+}
+
+/// [`prop`] for a caller that has already read `current`, the value at `obj[key]` (looking a
+/// key up costs as much as writing it, so a merge patch reads each field once).
+pub fn prop_over(
+    tx: &mut Transaction<'_>,
+    obj: &ObjId,
+    key: Prop,
+    target: &Value,
+    current: Option<(AmValue<'static>, ObjId)>,
+    depth: usize,
+) -> Result<(), DocError> {
     match (target, current) {
         (Value::Object(fields), Some((AmValue::Object(ObjType::Map), id))) => map(tx, &id, fields, depth + 1),
         (Value::Array(items), Some((AmValue::Object(ObjType::List), id))) => list(tx, &id, items, depth + 1),

@@ -40,7 +40,8 @@ struct Working {
     doc: Document,
     existed: bool,
     kind: ChangeKind,
-    changes: Vec<Vec<u8>>,
+    /// Everything the section's operations on it wrote, in order.
+    written: WriteOutcome,
 }
 
 /// The documents a section holds, readable as they are and writable as private copies.
@@ -74,12 +75,13 @@ impl AtomicView<'_> {
                 None => self.doc(key)?.clone(),
             };
             let existed = doc.exists();
-            self.working.insert(key.clone(), Working { doc, existed, kind: op.kind(), changes: Vec::new() });
+            let written = WriteOutcome::unchanged(doc.version());
+            self.working.insert(key.clone(), Working { doc, existed, kind: op.kind(), written });
         }
         let working = self.working.get_mut(key).ok_or_else(|| NodeError::NotFound(key.to_string()))?;
         let outcome = apply_op(&mut working.doc, key, op, rules, self.now)?;
         working.kind = op.kind();
-        working.changes.extend(outcome.changes);
+        working.written.absorb(outcome);
         Ok(())
     }
 }
@@ -147,14 +149,12 @@ impl Node {
             let mut prepared = Vec::new();
             let mut touched = Vec::new();
             for (key, working) in working {
-                if working.changes.is_empty() {
+                if working.written.is_noop() {
                     continue;
                 }
                 let Some(entry) = entries.get_mut(&key) else { continue };
-                let version = working.doc.version();
                 entry.doc = Some(working.doc);
-                let outcome = WriteOutcome { changes: working.changes, version };
-                prepared.push(self.prepare(&key, entry, working.kind, now, working.existed, outcome));
+                prepared.push(self.prepare(&key, entry, working.kind, now, working.existed, working.written));
                 touched.push(key);
             }
             let mut locked: Vec<&mut DocEntry> = Vec::new();
@@ -221,8 +221,8 @@ impl Node {
         let mut reads = Vec::new();
         for key in keys {
             match view.working.remove(key) {
-                Some(working) if !working.changes.is_empty() => {
-                    writes.push(PlannedDoc { key: key.clone(), kind: working.kind, changes: working.changes });
+                Some(working) if !working.written.is_noop() => {
+                    writes.push(PlannedDoc { key: key.clone(), kind: working.kind, changes: working.written.changes });
                 }
                 _ => {
                     let seq = view.doc(key)?.clone().with_actor(actor.clone()).own_seq();

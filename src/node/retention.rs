@@ -5,8 +5,9 @@
 //! between batches (at most once a second) and its deletions ride along with the next group
 //! commit, so it costs no extra fsync. Each pass deletes what expired as one key range per
 //! log, so its cost does not grow with the write rate (a node writing faster than
-//! `max_size` per second would otherwise spend its committer on point deletions). The oldest kept feed position is raised *before* the
-//! deletions are written, so a concurrent reader sees "expired" rather than a silent gap.
+//! `max_size` per second would otherwise spend its committer on point deletions). The
+//! oldest kept feed position is raised *before* the deletions are written, so a concurrent
+//! reader sees "expired" rather than a silent gap.
 //!
 //! What is never pruned: documents and their Automerge history (history listings and `?at=`
 //! reads come from the document itself), and the change-hash index.

@@ -191,3 +191,93 @@ pub fn log_floor_key(origin: &NodeId) -> Vec<u8> {
     key.extend_from_slice(origin.as_str().as_bytes());
     key
 }
+
+#[cfg(test)]
+mod tests {
+    use statemesh_protocol::{ChangeId, ChangeKind, DocId, DocKey, Namespace};
+
+    use super::*;
+    use crate::storage::{MemoryStorage, WriteBatch};
+
+    const NOW_MS: i64 = 10_000_000;
+    const OLD: u64 = 4_000;
+    const ALL: u64 = 5_000;
+
+    /// A feed and a change log of `ALL` entries each, the first `OLD` of them written before
+    /// the retention window.
+    fn store_with_old_entries(origin: &NodeId) -> MemoryStorage {
+        let storage = MemoryStorage::new();
+        let doc = DocKey::new(Namespace::new("ns").expect("ns"), DocId::new("d").expect("id"));
+        let mut batch = WriteBatch::new();
+        for n in 1..=ALL {
+            let time_ms = if n <= OLD { 0 } else { NOW_MS };
+            let id = ChangeId { origin: origin.clone(), seq: n };
+            let event = FeedEvent {
+                pos: n,
+                change: id.clone(),
+                doc: doc.clone(),
+                kind: ChangeKind::Patch,
+                time_ms,
+                version: String::new(),
+                exists: true,
+            };
+            let record = ChangeRecord { id, doc: doc.clone(), kind: ChangeKind::Patch, time_ms, changes: Vec::new() };
+            batch.put(Family::Feed, feed_key(n), event.encode());
+            batch.put(Family::ChangeLog, log_key(origin, n), record.encode());
+        }
+        storage.write(batch).expect("write");
+        storage
+    }
+
+    fn apply(storage: &MemoryStorage, ops: Vec<BatchOp>) {
+        let mut batch = WriteBatch::new();
+        batch.extend(ops);
+        storage.write(batch).expect("write");
+    }
+
+    fn count(storage: &MemoryStorage, family: Family) -> usize {
+        storage.scan(family, b"", b"", usize::MAX).expect("scan").len()
+    }
+
+    #[test]
+    fn expired_entries_go_in_ranges_over_as_many_passes_as_the_read_budget_needs() {
+        let origin = NodeId::new("origin").expect("node id");
+        let storage = store_with_old_entries(&origin);
+        let floor = Arc::new(AtomicU64::new(1));
+        let mut retention = Retention::new(100_000, Duration::from_secs(3600), floor.clone(), 1, origin.clone());
+
+        let first = retention.due_deletions(&storage, NOW_MS, ALL, ALL).expect("pass");
+        let ranges = first.iter().filter(|op| matches!(op, BatchOp::DeleteRange { .. })).count();
+        assert_eq!((first.len(), ranges), (4, 2), "one range and one floor per log: {first:?}");
+        assert_eq!(floor.load(Ordering::Acquire), 1 + AGE_SCAN_MAX as u64, "stops at its read budget");
+        apply(&storage, first);
+
+        // The backlog is worked off at the next batch, without waiting a second.
+        let second = retention.due_deletions(&storage, NOW_MS, ALL, ALL).expect("pass");
+        apply(&storage, second);
+        assert_eq!(floor.load(Ordering::Acquire), OLD + 1);
+        assert!(!retention.backlog, "caught up: the next pass waits its second again");
+
+        assert_eq!(count(&storage, Family::Feed), (ALL - OLD) as usize);
+        assert_eq!(count(&storage, Family::ChangeLog), (ALL - OLD) as usize);
+        assert!(storage.get(Family::Feed, &feed_key(OLD + 1)).expect("get").is_some(), "nothing young is deleted");
+        assert_eq!(
+            storage.get(Family::Meta, &log_floor_key(&origin)).expect("get"),
+            Some((OLD + 1).to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn pruning_by_count_reads_nothing_young_and_keeps_the_newest() {
+        let origin = NodeId::new("origin").expect("node id");
+        let storage = store_with_old_entries(&origin);
+        let floor = Arc::new(AtomicU64::new(1));
+        // A year-long window keeps everything by age; only the count bounds the logs.
+        let mut retention = Retention::new(100, Duration::from_secs(86_400 * 365), floor.clone(), 1, origin);
+        let ops = retention.due_deletions(&storage, NOW_MS, ALL, ALL).expect("pass");
+        apply(&storage, ops);
+        assert_eq!(floor.load(Ordering::Acquire), ALL - 99);
+        assert_eq!(count(&storage, Family::Feed), 100);
+        assert_eq!(count(&storage, Family::ChangeLog), 100);
+    }
+}

@@ -211,6 +211,17 @@ impl Driver {
         }
     }
 
+    /// Hands a message that may carry records to the replica, after telling it how far this
+    /// node's own log reaches. Peers fetch this node's records from its log as soon as they
+    /// are durable, while the replica hears of them only when their gossip is flushed; a
+    /// peer relaying them back before then would otherwise look like one claiming seqs this
+    /// node never wrote, and enough of those get an honest peer banned.
+    fn received(&mut self, from: NodeId, message: Message) {
+        let local = self.node.version_vector().get(self.node.node_id());
+        self.input(Input::LocalDurable(local));
+        self.input(Input::Received { from, message });
+    }
+
     fn execute(&mut self, effect: Effect) {
         match effect {
             Effect::Send { to, message } => self.send(&to, message),
@@ -483,9 +494,7 @@ impl Driver {
             BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message, .. }) => {
                 let author = message.source.unwrap_or(propagation_source);
                 match self.decode(&message.data, "in") {
-                    Ok(message @ Message::Gossip(_)) => {
-                        self.input(Input::Received { from: node_id(&propagation_source), message });
-                    }
+                    Ok(message @ Message::Gossip(_)) => self.received(node_id(&propagation_source), message),
                     Ok(other) => self.offence(&node_id(&author), &format!("{} on the gossip topic", other.kind())),
                     Err(reason) => self.offence(&node_id(&author), &reason),
                 }
@@ -498,7 +507,7 @@ impl Driver {
                     Ok(message @ (Message::SyncResponse(_) | Message::StateResponse(_))) => {
                         let now = crate::clock::now_ms();
                         self.peers.synced(&peer, now);
-                        self.input(Input::Received { from: node_id(&peer), message });
+                        self.received(node_id(&peer), message);
                     }
                     Ok(other) => self.offence(&node_id(&peer), &format!("{} as a sync response", other.kind())),
                     Err(reason) => self.offence(&node_id(&peer), &reason),

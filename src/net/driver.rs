@@ -217,8 +217,7 @@ impl Driver {
     /// peer relaying them back before then would otherwise look like one claiming seqs this
     /// node never wrote, and enough of those get an honest peer banned.
     fn received(&mut self, from: NodeId, message: Message) {
-        let local = self.node.version_vector().get(self.node.node_id());
-        self.input(Input::LocalDurable(local));
+        self.input(Input::LocalDurable(self.node.durable_local_seq()));
         self.input(Input::Received { from, message });
     }
 
@@ -319,8 +318,7 @@ impl Driver {
                 // must still learn how far the local log reaches.
                 self.metrics.gossip_lagged.inc_by(skipped);
                 self.flush_gossip();
-                let local = self.node.version_vector().get(self.node.node_id());
-                self.input(Input::LocalDurable(local));
+                self.input(Input::LocalDurable(self.node.durable_local_seq()));
             }
             Err(broadcast::error::RecvError::Closed) => self.local_records = None,
         }

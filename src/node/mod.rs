@@ -509,10 +509,15 @@ impl Node {
         Ok(out)
     }
 
+    /// The highest seq of this node's own log that is durable.
+    pub fn durable_local_seq(&self) -> statemesh_protocol::change_log::Seq {
+        self.inner.sequencer.durable().seq
+    }
+
     /// The node's version vector: durable local seq plus what it holds from other origins.
     pub fn version_vector(&self) -> VersionVector {
         let mut vv = self.inner.remote_vv.lock().clone();
-        let local = self.inner.sequencer.durable().seq;
+        let local = self.durable_local_seq();
         if local > 0 {
             vv.advance(self.node_id(), local);
         }

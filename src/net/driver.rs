@@ -7,7 +7,7 @@
 //! is being stored is coalesced into the next one, so a busy document pays Automerge's
 //! per-call cost once per batch rather than once per change.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,6 +98,9 @@ pub struct Driver {
     dialer: Dialer,
     offenders: Offenders,
     responders: HashMap<(PeerId, RequestKind), VecDeque<ResponseChannel<Vec<u8>>>>,
+    /// Anti-entropy requests in flight (each ends in exactly one response or failure event),
+    /// so a failed one can be reported to the replica.
+    sync_requests: HashSet<request_response::OutboundRequestId>,
     /// Received records waiting for the batch in flight to finish, with who sent them.
     apply_queue: Vec<(NodeId, ChangeRecord)>,
     applying: bool,
@@ -141,6 +144,7 @@ impl Driver {
             dialer: parts.dialer,
             offenders: Offenders::default(),
             responders: HashMap::new(),
+            sync_requests: HashSet::new(),
             apply_queue: Vec::new(),
             applying: false,
             completions_tx,
@@ -263,10 +267,14 @@ impl Driver {
         self.metrics.record_wire("out", kind, bytes.len());
         match message {
             Message::SyncRequest(_) | Message::StateRequest(_) => {
-                if matches!(message, Message::SyncRequest(_)) {
+                let is_sync = matches!(message, Message::SyncRequest(_));
+                if is_sync {
                     self.metrics.anti_entropy_rounds.inc();
                 }
-                self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, bytes);
+                if is_sync {
+                    self.sync_requests.insert(id);
+                }
             }
             Message::SyncResponse(_) | Message::StateResponse(_) => {
                 let kind =
@@ -501,18 +509,24 @@ impl Driver {
                 request_response::Message::Request { request, channel, .. } => {
                     self.on_sync_request(peer, &request, channel);
                 }
-                request_response::Message::Response { response, .. } => match self.decode(&response, "in") {
-                    Ok(message @ (Message::SyncResponse(_) | Message::StateResponse(_))) => {
-                        let now = crate::clock::now_ms();
-                        self.peers.synced(&peer, now);
-                        self.received(node_id(&peer), message);
+                request_response::Message::Response { request_id, response } => {
+                    self.sync_requests.remove(&request_id);
+                    match self.decode(&response, "in") {
+                        Ok(message @ (Message::SyncResponse(_) | Message::StateResponse(_))) => {
+                            let now = crate::clock::now_ms();
+                            self.peers.synced(&peer, now);
+                            self.received(node_id(&peer), message);
+                        }
+                        Ok(other) => self.offence(&node_id(&peer), &format!("{} as a sync response", other.kind())),
+                        Err(reason) => self.offence(&node_id(&peer), &reason),
                     }
-                    Ok(other) => self.offence(&node_id(&peer), &format!("{} as a sync response", other.kind())),
-                    Err(reason) => self.offence(&node_id(&peer), &reason),
-                },
+                }
             },
-            BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, error, .. }) => {
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. }) => {
                 tracing::debug!(%peer, %error, "anti-entropy request failed");
+                if self.sync_requests.remove(&request_id) {
+                    self.input(Input::SyncFailed(node_id(&peer)));
+                }
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
                 tracing::debug!(%peer, %error, "anti-entropy response failed");

@@ -73,6 +73,10 @@ pub enum Input {
     /// count as held, so the version vector covers them once their origin is contiguous.
     StoredLocally(Vec<ChangeId>),
     PeerConnected(NodeId),
+    /// The anti-entropy request last sent to this peer failed (its connection closed, it
+    /// timed out): nothing will answer it, so another pull may start at once rather than
+    /// after `sync_timeout_ms`.
+    SyncFailed(NodeId),
     PeerDisconnected(NodeId),
     /// The timer set by [`Effect::SetTimer`] fired (extra ticks are harmless).
     Tick,
@@ -222,6 +226,11 @@ impl Replica {
                 if peer != self.me {
                     self.peers.entry(peer.clone()).or_default();
                     self.request_sync(&peer, now_ms, &mut effects);
+                }
+            }
+            Input::SyncFailed(peer) => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.request_failed();
                 }
             }
             Input::PeerDisconnected(peer) => {

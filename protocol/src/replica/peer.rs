@@ -17,6 +17,14 @@ pub struct PeerState {
 }
 
 impl PeerState {
+    /// Forgets a request that can no longer be answered. A page already being stored keeps
+    /// its state: the next request waits for it.
+    pub fn request_failed(&mut self) {
+        if matches!(self.sync, SyncState::Awaiting { .. }) {
+            self.sync = SyncState::Idle;
+        }
+    }
+
     /// Forgets a request that went unanswered for `timeout_ms`.
     pub fn expire_sync(&mut self, now_ms: i64, timeout_ms: i64) {
         if let SyncState::Awaiting { since_ms } = self.sync {

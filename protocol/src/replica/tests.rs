@@ -307,3 +307,24 @@ fn records_stored_by_another_path_count_once_contiguous() {
     replica.handle(2, &mut rng, Input::StoredLocally(vec![ChangeId { origin: me.clone(), seq: 1 }]));
     assert_eq!(replica.version_vector().get(&me), 0);
 }
+
+#[test]
+fn a_failed_pull_frees_anti_entropy_before_its_timeout() {
+    let me = node(0);
+    let config = ReplicaConfig { anti_entropy_interval_ms: 100, ..ReplicaConfig::default() };
+    let mut replica = Replica::new(me, VersionVector::new(), config);
+    let mut rng = Rng::new(3);
+    let requests = |effects: &[Effect]| {
+        effects.iter().filter(|e| matches!(e, Effect::Send { message: Message::SyncRequest(_), .. })).count()
+    };
+    assert_eq!(requests(&replica.handle(0, &mut rng, Input::PeerConnected(node(1)))), 1);
+    // While the request is outstanding, no other pull starts.
+    assert_eq!(requests(&replica.handle(200, &mut rng, Input::Tick)), 0);
+    // A failure reported for another peer changes nothing.
+    replica.handle(250, &mut rng, Input::SyncFailed(node(2)));
+    assert_eq!(requests(&replica.handle(300, &mut rng, Input::Tick)), 0);
+    // Reported for this one, the next anti-entropy round pulls again, long before the
+    // request's timeout.
+    replica.handle(350, &mut rng, Input::SyncFailed(node(1)));
+    assert_eq!(requests(&replica.handle(400, &mut rng, Input::Tick)), 1);
+}

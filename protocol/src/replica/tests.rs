@@ -291,6 +291,26 @@ fn records_claiming_our_own_unwritten_seqs_are_rejected() {
 }
 
 #[test]
+fn our_own_records_relayed_back_up_to_the_durable_seq_are_no_offence() {
+    // A peer may fetch this node's newest records from its log as soon as they are durable
+    // and relay them back before their gossip reached the replica; the shell reports how far
+    // the log reaches first (`LocalDurable`), and then they are ours, known, not a claim.
+    let me = node(0);
+    let mut replica = Replica::new(me.clone(), VersionVector::new(), ReplicaConfig::default());
+    let mut rng = Rng::new(9);
+    replica.handle(0, &mut rng, Input::LocalDurable(3));
+    let relayed = SyncResponse { records: (1..=3).map(|seq| record(&me, seq)).collect(), more: false, floors: vec![] };
+    let effects =
+        replica.handle(1, &mut rng, Input::Received { from: node(1), message: Message::SyncResponse(relayed) });
+    assert!(effects.iter().all(|e| !matches!(e, Effect::Reject { .. } | Effect::Apply { .. })), "{effects:?}");
+    // One seq beyond what the log holds is still refused.
+    let beyond = SyncResponse { records: vec![record(&me, 4)], more: false, floors: vec![] };
+    let effects =
+        replica.handle(2, &mut rng, Input::Received { from: node(1), message: Message::SyncResponse(beyond) });
+    assert!(matches!(&effects[..], [Effect::Reject { .. }]), "{effects:?}");
+}
+
+#[test]
 fn records_stored_by_another_path_count_once_contiguous() {
     let me = node(0);
     let cluster = node(7);

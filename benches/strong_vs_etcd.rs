@@ -296,6 +296,7 @@ fn start_statemesh() -> anyhow::Result<Cluster> {
             .args(["--api-addr", &format!("127.0.0.1:{}", api[i])])
             .args(["--p2p-addr", &p2p_addrs[i]])
             .arg("--no-mdns")
+            .args(["--cluster-key", statemesh::testkit::TEST_CLUSTER_KEY])
             .arg("--config")
             .arg(&config);
         for (j, other) in p2p_addrs.iter().enumerate() {

@@ -96,7 +96,8 @@ pub fn node_id_of(peer: &PeerId) -> NodeId {
     NodeId::new(peer.to_base58()).expect("a PeerId is valid base58")
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path` atomically, readable by this user only.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;

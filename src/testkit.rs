@@ -71,9 +71,14 @@ impl Member {
     }
 }
 
-/// A configuration for one test node: loopback only, no LAN discovery, fast anti-entropy.
+/// The cluster key test nodes share (a node without it cannot reach them).
+pub const TEST_CLUSTER_KEY: &str = "7e57c1a55e7e57c1a55e7e57c1a55e7e57c1a55e7e57c1a55e7e57c1a55e7e57";
+
+/// A configuration for one test node: loopback only, no LAN discovery, fast anti-entropy,
+/// the test cluster's key.
 pub fn member_config(data_dir: Option<&Path>) -> Config {
     let mut config = Config::default();
+    config.security.psk = Some(TEST_CLUSTER_KEY.to_string());
     match data_dir {
         Some(dir) => config.node.data_dir = dir.to_path_buf(),
         None => config.storage.kind = StorageType::Memory,
@@ -151,26 +156,110 @@ pub async fn assert_identical(nodes: &[&Node], keys: &[DocKey]) {
 }
 
 /// Sends each payload as an anti-entropy request to `target` (a multiaddr ending in
-/// `/p2p/<peer id>`) from a throwaway identity, one after another, and returns each outcome:
-/// the response bytes, or why there was none. For testing how a node treats bad input.
+/// `/p2p/<peer id>`) from a throwaway identity holding the test cluster's key, one after
+/// another, and returns each outcome: the response bytes, or why there was none. For testing
+/// how a node treats bad input from a peer it admits.
 pub async fn send_raw_requests(target: &str, payloads: Vec<Vec<u8>>) -> Vec<Result<Vec<u8>, String>> {
+    send_raw(target, crate::net::codec::SYNC_PROTOCOL, payloads).await
+}
+
+/// [`send_raw_requests`] on the strong path's Raft protocol.
+pub async fn send_raw_raft_requests(target: &str, payloads: Vec<Vec<u8>>) -> Vec<Result<Vec<u8>, String>> {
+    send_raw(target, crate::net::RAFT_PROTOCOL, payloads).await
+}
+
+/// A Raft request for the node whose peer id is `target` (a read-index query, the kind
+/// that any member may send), as the strong path encodes it.
+pub fn raft_read_index_request(target: &str) -> Vec<u8> {
+    crate::raft::read_index_request(target)
+}
+
+/// Publishes each payload on the gossip topic from a throwaway identity holding the test
+/// cluster's key, connected to `target` alone, once `target` has subscribed; then keeps the
+/// connection up for `linger` so the payloads are delivered. Returns how many were published.
+pub async fn publish_raw_gossip(target: &str, payloads: Vec<Vec<u8>>, linger: Duration) -> usize {
+    use futures::StreamExt;
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+
+    let addr: libp2p::Multiaddr = target.parse().expect("target multiaddr");
+    let psk = test_cluster_psk();
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            crate::net::authenticated_tcp(key, psk.clone()).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
+        .expect("transport")
+        .with_behaviour(|key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(200))
+                .build()
+                .expect("gossipsub configuration");
+            gossipsub::Behaviour::<gossipsub::IdentityTransform>::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                config,
+            )
+            .expect("gossipsub")
+        })
+        .expect("behaviour")
+        .build();
+    let topic = gossipsub::IdentTopic::new(crate::net::GOSSIP_TOPIC);
+    swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
+    swarm.dial(addr).expect("dial");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
+            Err(_) => panic!("{target} did not subscribe to the gossip topic within 10 s"),
+            Ok(SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. })) => break,
+            Ok(_) => {}
+        }
+    }
+    let mut published = 0;
+    for payload in payloads {
+        if swarm.behaviour_mut().publish(topic.clone(), payload).is_ok() {
+            published += 1;
+        }
+    }
+    let _ = tokio::time::timeout(linger, async {
+        loop {
+            swarm.select_next_some().await;
+        }
+    })
+    .await;
+    published
+}
+
+/// The test cluster's key, as the transport takes it.
+fn test_cluster_psk() -> Option<libp2p::pnet::PreSharedKey> {
+    let security = crate::config::SecurityConfig { psk: Some(TEST_CLUSTER_KEY.to_string()), ..Default::default() };
+    crate::net::Admission::resolve(&security, Path::new(".")).expect("the test key").psk
+}
+
+async fn send_raw(
+    target: &str,
+    protocol: libp2p::StreamProtocol,
+    payloads: Vec<Vec<u8>>,
+) -> Vec<Result<Vec<u8>, String>> {
     use futures::StreamExt;
     use libp2p::multiaddr::Protocol;
     use libp2p::request_response::{self, ProtocolSupport};
     use libp2p::swarm::SwarmEvent;
 
-    use crate::net::codec::{EnvelopeCodec, SYNC_PROTOCOL};
+    use crate::net::codec::EnvelopeCodec;
 
     let addr: libp2p::Multiaddr = target.parse().expect("target multiaddr");
     let Some(Protocol::P2p(peer)) = addr.iter().last() else { panic!("target has no /p2p/ peer id") };
+    let psk = test_cluster_psk();
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(libp2p::tcp::Config::default(), libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .with_other_transport(|key| {
+            crate::net::authenticated_tcp(key, psk.clone()).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
         .expect("transport")
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
                 EnvelopeCodec::new(64 << 20),
-                [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                [(protocol, ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
             )
         })

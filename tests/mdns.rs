@@ -1,5 +1,6 @@
 //! mDNS discovery (`p2p.mdns`, on by default): nodes given no bootstrap address find each
-//! other on the local network, connect and replicate.
+//! other on the local network, connect and replicate; a node on the same network with another
+//! cluster key is found by nobody and finds nobody.
 //!
 //! mDNS multicasts on every interface but loopback, so the nodes must not run in the
 //! machine's own network namespace: they would announce themselves on its real LAN. The test
@@ -124,6 +125,16 @@ async fn discover_and_replicate() {
             Member::open(config)
         })
         .collect();
+    // A stranger on the same network: it announces itself and hears the others, but holds
+    // another cluster key.
+    let mut stranger = {
+        let mut config = member_config(None);
+        config.p2p.mdns = true;
+        config.p2p.listen = vec!["/ip4/0.0.0.0/tcp/0".to_string()];
+        config.security.psk = Some("5a".repeat(32));
+        Member::open(config)
+    };
+    stranger.connect(&[]).await;
     for member in &mut members {
         member.connect(&[]).await;
         assert!(member.config.p2p.bootstrap.is_empty());
@@ -133,6 +144,7 @@ async fn discover_and_replicate() {
         nodes.iter().all(|n| n.peers().len() == NODES - 1)
     })
     .await;
+    assert!(stranger.node.peers().is_empty(), "the node with another key connected: {:?}", stranger.node.peers());
 
     let doc = key("lan", "found");
     patch(nodes[0], &doc, json!({ "written on": "node 0" })).await;
@@ -142,6 +154,8 @@ async fn discover_and_replicate() {
     assert_identical(&nodes, std::slice::from_ref(&doc)).await;
     let merged = nodes[1].get(&doc).await.expect("replicated document");
     assert_eq!(merged.json, json!({ "written on": "node 0", "and on": "the last node" }));
+    assert!(matches!(stranger.node.get(&doc).await, Err(_)), "the node with another key read the document");
+    stranger.stop().await;
     for member in members {
         member.stop().await;
     }

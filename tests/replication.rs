@@ -9,8 +9,8 @@ use statemesh::node::{Node, NodeError};
 use statemesh::protocol::wire::{self, Gossip, Message, SyncRequest};
 use statemesh::protocol::DocKey;
 use statemesh::testkit::{
-    assert_identical, eventually, key, member_config, memory_cluster, patch, same_version_vectors, send_raw_requests,
-    Member,
+    assert_identical, eventually, key, member_config, memory_cluster, patch, publish_raw_gossip, same_version_vectors,
+    send_raw_requests, Member,
 };
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -192,6 +192,36 @@ async fn a_node_behind_a_pruned_log_receives_whole_documents_and_converges() {
         late.node.get(&keys[0]).await.is_ok_and(|d| d.json.get("after").is_some())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_gossip_stops_at_the_first_node_and_its_sender_is_cut_off() {
+    // Two honest nodes; a peer holding the cluster key connects to the first one only.
+    let mut members = memory_cluster(2).await;
+    let target = members[0].addrs()[0].clone();
+    let first = members[0].node.metrics().p2p_rejected.get();
+    let second = members[1].node.metrics().p2p_rejected.get();
+
+    // It publishes garbage on the gossip topic: undecodable bytes and a message of the wrong kind.
+    let wrong_kind = wire::encode(&Message::SyncRequest(SyncRequest { have: Default::default(), max_records: 1 }));
+    let mut garbage: Vec<Vec<u8>> = vec![wrong_kind];
+    garbage.extend((0..24).map(|i| vec![i as u8; 32]));
+    let published = publish_raw_gossip(&target, garbage, Duration::from_secs(2)).await;
+    assert_eq!(published, 25);
+
+    // The first node refuses each and cuts the sender off; it forwards none of them, so the
+    // second node never sees one.
+    eventually(CONVERGE, "the first node refuses the garbage", || async {
+        members[0].node.metrics().p2p_rejected.get() - first >= 17
+    })
+    .await;
+    assert_eq!(members[1].node.metrics().p2p_rejected.get(), second, "invalid gossip was forwarded");
+
+    // The honest nodes still replicate.
+    let doc = key("shared", "after-garbage-gossip");
+    patch(&members[0].node, &doc, json!({"ok": true})).await;
+    eventually(CONVERGE, "replication continues", || async { members[1].node.get(&doc).await.is_ok() }).await;
+    members[1].disconnect().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

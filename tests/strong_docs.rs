@@ -20,7 +20,9 @@ use statemesh::client::{Client, ClientError, Condition, ReadOptions};
 use statemesh::config::{Config, NamespaceConsistency, NamespacePolicy};
 use statemesh::raft::{NodeInfo, RaftSettings, RaftTransport, Role, TransportError};
 use statemesh::strong::{StrongDocs, StrongNode};
-use statemesh::testkit::{eventually, member_config, quick_raft_settings, Member};
+use statemesh::testkit::{
+    eventually, member_config, quick_raft_settings, raft_read_index_request, send_raw_raft_requests, Member,
+};
 
 const SETTLE: Duration = Duration::from_secs(30);
 /// The strong namespace every test writes to.
@@ -714,6 +716,33 @@ async fn interactive_transactions_on_strong_namespaces_commit_through_raft() {
         assert_eq!(refused.status(), Some(409), "{refused}");
         let (b, _) = servers[0].client.get_with(NS, "b", &ReadOptions::level("strong")).await.expect("b");
         assert_eq!(b.document, json!({"copied": 1}), "nothing of the conflicting transaction applied");
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_outside_the_raft_cluster_is_refused_and_cut_off_while_members_carry_on() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let servers = cluster(None, false).await;
+        let target = &servers[leader(&servers)];
+        let before = target.member.node.metrics().p2p_rejected.get();
+
+        // A peer holding the cluster key, but no member of the Raft cluster, asks the leader for
+        // read indexes, again and again (the request a member's linearizable read sends).
+        let request = raft_read_index_request(target.member.node.node_id().as_str());
+        let outcomes = send_raw_raft_requests(&target.name(), vec![request; 30]).await;
+
+        // Each request is refused and counted; after enough of them the peer is cut off and
+        // its requests go unanswered.
+        let rejected = target.member.node.metrics().p2p_rejected.get() - before;
+        assert!(rejected >= 17, "only {rejected} refusals counted: {outcomes:?}");
+        assert!(outcomes[20..].iter().all(Result::is_err), "a banned peer was still answered: {outcomes:?}");
+
+        // The members carry on: a strong write commits through the same leader.
+        let written = target.client.put_strong(NS, "after-stranger", &json!({"v": "ok"}), &Condition::None).await;
+        assert!(written.is_ok(), "the cluster stopped committing: {written:?}");
         shutdown(servers).await;
     })
     .await

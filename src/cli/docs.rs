@@ -145,6 +145,7 @@ pub fn run(node: &str, json: bool, command: Command) -> anyhow::Result<ExitCode>
             Command::Txn(args) => super::history::txn(&client, json, args).await?,
             Command::Start(_)
             | Command::Config(_)
+            | Command::Key(_)
             | Command::Snapshot(_)
             | Command::Watch(_)
             | Command::Ready(_)

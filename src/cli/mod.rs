@@ -8,6 +8,7 @@ mod cluster;
 mod config_cmd;
 mod docs;
 mod history;
+mod key;
 mod output;
 mod ready;
 mod snapshot;
@@ -31,7 +32,9 @@ use crate::client::DEFAULT_NODE_URL;
                   Start a node with `statemesh start`; then use `put`, `get`, `patch`, `delete`, \
                   `ls`, `history`, `rollback`, `txn`, `watch`, `snapshot` and `status` against it \
                   (or curl, see README.md).",
-    after_help = "Examples:\n  statemesh start\n  statemesh put users ada '{\"name\":\"Ada\"}'\n  \
+    after_help = "Examples:\n  statemesh start\n  statemesh start --data-dir b --api-addr 127.0.0.1:7702 \\\n    \
+                  --p2p-addr /ip4/0.0.0.0/tcp/7702 --bootstrap /ip4/127.0.0.1/tcp/7701 \\\n    \
+                  --cluster-key $(statemesh key show)\n  statemesh put users ada '{\"name\":\"Ada\"}'\n  \
                   statemesh get users ada\n  statemesh config default > statemesh.yaml"
 )]
 pub struct Cli {
@@ -52,6 +55,9 @@ enum Command {
     /// Print, check or show configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Cluster keys: generate one, or show the one a node created (peers must share it).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Print a document's JSON (its version goes to stderr).
     Get {
         namespace: String,
@@ -146,6 +152,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Start(args) => start::run(args),
         Command::Config(command) => config_cmd::run(command),
+        Command::Key(command) => key::run(command),
         Command::Snapshot(command) => snapshot::run(&cli.node, cli.json, command),
         Command::Watch(args) => watch::run(&cli.node, cli.json, args),
         Command::Ready(args) => ready::run(&cli.node, cli.json, args),

@@ -45,6 +45,11 @@ pub struct StartArgs {
     /// Do not discover peers on the local network (overrides p2p.mdns).
     #[arg(long)]
     no_mdns: bool,
+    /// The cluster key every peer must hold, 64 hex characters (overrides security.psk;
+    /// `statemesh key show` prints the key a first node created, `statemesh key generate`
+    /// makes a new one). Without any key, the node creates one in its data directory.
+    #[arg(long, env = "STATEMESH_CLUSTER_KEY", value_name = "KEY", hide_env_values = true)]
+    cluster_key: Option<String>,
 }
 
 pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
@@ -64,6 +69,10 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     config.p2p.bootstrap.extend(args.bootstrap);
     if args.no_mdns {
         config.p2p.mdns = false;
+    }
+    if let Some(key) = args.cluster_key {
+        config.security.psk = Some(key);
+        config.security.psk_file = None;
     }
     config.validate()?;
     init_logging(&config);

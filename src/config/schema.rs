@@ -361,6 +361,9 @@ pub struct SecurityConfig {
     pub psk: Option<String>,
     pub psk_file: Option<PathBuf>,
     pub allowed_peers: Vec<String>,
+    /// Replicate with any peer that connects, without a cluster key (a lab setting). Without
+    /// it, a node given no key creates one in its data directory.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -196,6 +196,9 @@ fn security(c: &mut Checks, config: &Config) {
             c.fail("security.psk", "set either `psk` or `psk_file`, not both");
         }
     }
+    if sec.insecure && (sec.psk.is_some() || sec.psk_file.is_some()) {
+        c.fail("security.insecure", "is true but a cluster key is set (psk or psk_file): choose one");
+    }
     for (i, peer) in sec.allowed_peers.iter().enumerate() {
         if PeerId::from_str(peer).is_err() {
             c.fail(format!("security.allowed_peers[{i}]"), format!("`{peer}` is not a valid peer id"));

@@ -4,7 +4,8 @@
 //!   connection before any other protocol sees it.
 //! - `limits`: caps on established and pending connections.
 //! - `identify`, `ping`: who the peer is and whether the connection is alive.
-//! - `gossip`: gossipsub, one topic per cluster, for the low-latency push of new changes.
+//! - `gossip`: gossipsub, one topic per cluster, for the low-latency push of new changes;
+//!   a message is forwarded only once this node has validated it.
 //! - `sync`: request-response for anti-entropy pages.
 //! - `raft`: request-response for the strong path's Raft RPCs.
 //! - `mdns`: discovery on the local network (optional).
@@ -80,6 +81,9 @@ impl Behaviour {
         let gossip_config = gossipsub::ConfigBuilder::default()
             .max_transmit_size(settings.max_message_bytes)
             .validation_mode(gossipsub::ValidationMode::Strict)
+            // Nothing is forwarded before the driver has decoded and checked it: an invalid
+            // message stops at the first honest node and counts against whoever sent it.
+            .validate_messages()
             .heartbeat_interval(Duration::from_millis(500))
             .build()
             .map_err(|e| format!("gossipsub configuration: {e}"))?;

@@ -31,7 +31,7 @@ use super::raft_transport::{transport_error, HandlerSlot, NetCommand};
 use crate::identity::node_id_of as node_id;
 use crate::metrics::Metrics;
 use crate::node::{DocsPage, LogPage, Node, NodeError, RemoteApply};
-use crate::raft::TransportError;
+use crate::raft::{RpcAnswer, TransportError};
 
 /// Housekeeping (redials, bans, the status view) runs at least this often.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
@@ -47,7 +47,7 @@ enum Completion {
     LogRead { peer: NodeId, result: Result<LogPage, NodeError> },
     DocsRead { peer: NodeId, result: Result<DocsPage, NodeError> },
     DocsMerged { peer: NodeId, result: Result<(), NodeError> },
-    RaftAnswered { channel: ResponseChannel<Vec<u8>>, response: Vec<u8> },
+    RaftAnswered { peer: PeerId, channel: ResponseChannel<Vec<u8>>, answer: RpcAnswer },
 }
 
 /// Which kind of request an inbound stream carried, so each response goes back on a stream
@@ -119,6 +119,8 @@ pub struct Driver {
     raft_calls: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<Vec<u8>, TransportError>>>,
     /// Inbound Raft requests being handled; beyond the limit they go unanswered.
     raft_inflight: Arc<tokio::sync::Semaphore>,
+    /// Inputs refused from peers so far (to tell whether handling a message refused any).
+    refusals: u64,
 }
 
 impl Driver {
@@ -157,6 +159,7 @@ impl Driver {
             raft_handler: parts.raft_handler,
             raft_calls: HashMap::new(),
             raft_inflight: Arc::new(tokio::sync::Semaphore::new(RAFT_INFLIGHT_MAX)),
+            refusals: 0,
         }
     }
 
@@ -414,9 +417,12 @@ impl Driver {
                 });
                 self.input(Input::DocsRead { for_peer: peer, docs: page.docs, next: page.next, vv: page.vv });
             }
-            Completion::RaftAnswered { channel, response } => {
+            Completion::RaftAnswered { peer, channel, answer } => {
+                if let Some(reason) = &answer.refused {
+                    self.offence(&node_id(&peer), reason);
+                }
                 // The caller may have given up meanwhile.
-                let _ = self.swarm.behaviour_mut().raft.send_response(channel, response);
+                let _ = self.swarm.behaviour_mut().raft.send_response(channel, answer.reply);
             }
             Completion::DocsMerged { peer, result } => match result {
                 Ok(()) => self.input(Input::DocsMerged { from: peer }),
@@ -497,13 +503,24 @@ impl Driver {
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message, .. }) => {
-                let author = message.source.unwrap_or(propagation_source);
+            BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                // Validated before gossipsub forwards it: the envelope, then the replica's
+                // checks of the records. Honest nodes forward only what they validated, so
+                // whoever handed over an invalid message is the one to blame.
+                let from = node_id(&propagation_source);
+                let refusals = self.refusals;
                 match self.decode(&message.data, "in") {
-                    Ok(message @ Message::Gossip(_)) => self.received(node_id(&propagation_source), message),
-                    Ok(other) => self.offence(&node_id(&author), &format!("{} on the gossip topic", other.kind())),
-                    Err(reason) => self.offence(&node_id(&author), &reason),
+                    Ok(message @ Message::Gossip(_)) => self.received(from.clone(), message),
+                    Ok(other) => self.offence(&from, &format!("{} on the gossip topic", other.kind())),
+                    Err(reason) => self.offence(&from, &reason),
                 }
+                let verdict = if self.refusals == refusals {
+                    gossipsub::MessageAcceptance::Accept
+                } else {
+                    gossipsub::MessageAcceptance::Reject
+                };
+                let gossip = &mut self.swarm.behaviour_mut().gossip;
+                let _ = gossip.report_message_validation_result(&message_id, &propagation_source, verdict);
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => match message {
                 request_response::Message::Request { request, channel, .. } => {
@@ -531,8 +548,10 @@ impl Driver {
             BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. }) => {
                 tracing::debug!(%peer, %error, "anti-entropy response failed");
             }
-            BehaviourEvent::Raft(request_response::Event::Message { message, .. }) => match message {
-                request_response::Message::Request { request, channel, .. } => self.on_raft_request(request, channel),
+            BehaviourEvent::Raft(request_response::Event::Message { peer, message, .. }) => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_raft_request(peer, request, channel);
+                }
                 request_response::Message::Response { request_id, response } => {
                     if let Some(reply) = self.raft_calls.remove(&request_id) {
                         let _ = reply.send(Ok(response));
@@ -608,7 +627,7 @@ impl Driver {
         }
     }
 
-    fn on_raft_request(&mut self, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
+    fn on_raft_request(&mut self, peer: PeerId, request: Vec<u8>, channel: ResponseChannel<Vec<u8>>) {
         self.metrics.record_wire("in", "raft", request.len());
         let Some(handler) = self.raft_handler.get().cloned() else {
             // The strong path is not running here: dropping the channel refuses the call.
@@ -620,9 +639,9 @@ impl Driver {
         };
         let done = self.completions_tx.clone();
         tokio::spawn(async move {
-            let response = handler.handle(&request).await;
+            let answer = handler.handle(peer, &request).await;
             drop(permit);
-            let _ = done.send(Completion::RaftAnswered { channel, response }).await;
+            let _ = done.send(Completion::RaftAnswered { peer, channel, answer }).await;
         });
     }
 
@@ -635,6 +654,7 @@ impl Driver {
 
     /// A peer sent something invalid: count it, and disconnect and ban a repeat offender.
     fn offence(&mut self, from: &NodeId, reason: &str) {
+        self.refusals += 1;
         self.metrics.p2p_rejected.inc();
         tracing::warn!(peer = %from, reason, "refused input from a peer");
         let Some(peer) = peer_id(from) else { return };

@@ -32,15 +32,17 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::node::Node;
 use crate::raft::RaftTransport;
+pub use admission::{generate_key, stored_key_hex, Admission, AdmissionMode, KeySource, CLUSTER_KEY_FILE};
 use behaviour::BehaviourSettings;
 use dialer::Dialer;
 pub use dialer::{AddressBook, Answered};
 use driver::{Driver, DriverParts};
-pub use raft_transport::RaftHandler;
 use raft_transport::{HandlerSlot, Libp2pRaftTransport, RAFT_COMMANDS_CAPACITY};
+pub use raft_transport::{RaftHandler, RAFT_PROTOCOL};
+pub use transport::authenticated_tcp;
 
 /// Gossip topic shared by every node of a cluster (the pre-shared key separates clusters).
-const GOSSIP_TOPIC: &str = "statemesh/changes/1";
+pub const GOSSIP_TOPIC: &str = "statemesh/changes/1";
 /// How long `start` waits for its listeners to bind.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// An anti-entropy request unanswered for this long is given up (and retried later).
@@ -97,23 +99,28 @@ impl Network {
     /// [`Network::shutdown`].
     pub async fn start(node: Node, config: &Config) -> Result<Self, NetError> {
         let p2p = &config.p2p;
-        let psk = admission::load_psk(&config.security).map_err(NetError::Setup)?;
-        let allowlist = admission::Allowlist::from_config(&config.security).map_err(NetError::Setup)?;
+        let admission = Admission::resolve(&config.security, &config.node.data_dir).map_err(NetError::Setup)?;
+        admission.log(&config.node.data_dir);
         let max_message_bytes = usize::try_from(p2p.max_message_bytes).unwrap_or(usize::MAX);
         // A single record can be as large as the largest request body; a sync response must
         // still be able to carry it.
         let max_body = usize::try_from(config.api.max_body_bytes).unwrap_or(usize::MAX);
         let sync_message_bytes = max_message_bytes.max(max_body.saturating_mul(2).saturating_add(1 << 20));
         let settings = BehaviourSettings {
-            allowed: allowlist.peers(),
+            allowed: admission.allowlist.peers(),
             max_connections: p2p.max_connections,
             max_message_bytes,
             sync_message_bytes,
             sync_timeout: SYNC_TIMEOUT,
             mdns: p2p.mdns,
         };
-        let mut swarm = transport::build_swarm(node.identity().keypair().clone(), psk, &settings, p2p.idle_timeout)
-            .map_err(NetError::Setup)?;
+        let mut swarm = transport::build_swarm(
+            node.identity().keypair().clone(),
+            admission.psk.clone(),
+            &settings,
+            p2p.idle_timeout,
+        )
+        .map_err(NetError::Setup)?;
         let topic = gossipsub::IdentTopic::new(GOSSIP_TOPIC);
         swarm
             .behaviour_mut()

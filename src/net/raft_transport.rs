@@ -15,7 +15,7 @@ use libp2p::request_response::OutboundFailure;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::raft::{NodeInfo, RaftTransport, StrongPath, TransportError};
+use crate::raft::{NodeInfo, RaftTransport, RpcAnswer, StrongPath, TransportError};
 
 /// The Raft protocol: one serialized Raft RPC in, its reply out.
 pub const RAFT_PROTOCOL: StreamProtocol = StreamProtocol::new("/statemesh/raft/1");
@@ -32,16 +32,16 @@ pub enum NetCommand {
     },
 }
 
-/// Answers inbound Raft requests.
+/// Answers inbound Raft requests from the (authenticated) peer `from`.
 #[async_trait]
 pub trait RaftHandler: Send + Sync + 'static {
-    async fn handle(&self, request: &[u8]) -> Vec<u8>;
+    async fn handle(&self, from: PeerId, request: &[u8]) -> RpcAnswer;
 }
 
 #[async_trait]
 impl RaftHandler for StrongPath {
-    async fn handle(&self, request: &[u8]) -> Vec<u8> {
-        self.handle_rpc(request).await
+    async fn handle(&self, from: PeerId, request: &[u8]) -> RpcAnswer {
+        self.handle_rpc(&from.to_base58(), request).await
     }
 }
 

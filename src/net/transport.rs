@@ -55,7 +55,9 @@ pub fn build_swarm(
     Ok(swarm)
 }
 
-fn authenticated_tcp(
+/// TCP (inside the cluster key when there is one), noise and yamux: every connection a node
+/// makes or accepts.
+pub fn authenticated_tcp(
     key: &Keypair,
     psk: Option<PreSharedKey>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {

@@ -112,7 +112,8 @@ pub struct LoopbackTransport {
 impl RaftTransport for LoopbackTransport {
     async fn call(&self, target: &NodeInfo, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, TransportError> {
         let receiver = self.net.route(&self.me, &target.peer_id)?;
-        let handling = tokio::spawn(async move { receiver.handle_rpc(&request).await });
+        let from = self.me.clone();
+        let handling = tokio::spawn(async move { receiver.handle_rpc(&from, &request).await.reply });
         let reply = match tokio::time::timeout(timeout, handling).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => return Err(TransportError::Failed(format!("handler of {} failed: {e}", target.peer_id))),

@@ -96,6 +96,27 @@ pub struct Committed {
     pub result: CommandResult,
 }
 
+/// The reply to a Raft request, and whether the request was refused as one its sender had
+/// no right to send (or could not have sent in good faith).
+#[derive(Debug)]
+pub struct RpcAnswer {
+    pub reply: Vec<u8>,
+    pub refused: Option<String>,
+}
+
+impl RpcAnswer {
+    fn refuse(reason: String) -> Self {
+        tracing::warn!(%reason, "refused a raft message");
+        Self { reply: network::encode(&RaftReply::Refused(reason.clone())), refused: Some(reason) }
+    }
+}
+
+/// A read-index request for the member whose peer id is `target`, as encoded on the wire
+/// (for tests of how a node treats Raft traffic from peers).
+pub fn read_index_request(target: &str) -> Vec<u8> {
+    network::encode(&Envelope { target: raft_node_id(target), rpc: RaftRpc::ReadIndex })
+}
+
 /// What [`StrongPath::initialize`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Initialized {
@@ -540,19 +561,22 @@ impl StrongPath {
     }
 
     /// Answers one request from another strong-path node (the bytes its [`RaftTransport`]
-    /// carried); the reply bytes go back the same way. Never fails: a request that cannot be
-    /// acted on gets a refusal the sender understands.
-    pub async fn handle_rpc(&self, request: &[u8]) -> Vec<u8> {
+    /// carried), sent by the peer `from` (authenticated by the transport); the reply bytes go
+    /// back the same way. Never fails: a request that cannot be acted on gets a refusal the
+    /// sender understands, and [`RpcAnswer::refused`] says why, so the transport can count it
+    /// against the sender.
+    pub async fn handle_rpc(&self, from: &str, request: &[u8]) -> RpcAnswer {
         let envelope: Envelope = match network::decode(request, self.inner.max_rpc_bytes) {
             Ok(envelope) => envelope,
-            Err(e) => {
-                tracing::warn!(error = %e, "refused a raft message");
-                return network::encode(&RaftReply::Refused(e.to_string()));
-            }
+            Err(e) => return RpcAnswer::refuse(format!("undecodable raft message: {e}")),
         };
         if envelope.target != self.inner.id {
+            // Not an offence: a member that restarted with a new identity at the same address.
             let reason = format!("message for raft node {} reached {}", envelope.target, self.inner.id);
-            return network::encode(&RaftReply::Refused(reason));
+            return RpcAnswer { reply: network::encode(&RaftReply::Refused(reason)), refused: None };
+        }
+        if let Err(reason) = self.admits(from, &envelope.rpc) {
+            return RpcAnswer::refuse(reason);
         }
         let raft = &self.inner.raft;
         let reply = match envelope.rpc {
@@ -562,7 +586,35 @@ impl StrongPath {
             RaftRpc::ReadIndex => RaftReply::ReadIndex(self.serve_read_index().await),
             RaftRpc::Forward(request) => RaftReply::Forwarded(self.serve_forwarded(request).await),
         };
-        network::encode(&reply)
+        RpcAnswer { reply: network::encode(&reply), refused: None }
+    }
+
+    /// Whether the peer `from` may send `rpc`: only members of this node's membership
+    /// (voters and learners) speak Raft to it, and a vote, append or snapshot must come from
+    /// the member it names as candidate or leader. A node that belongs to no cluster yet has
+    /// no members to ask; it takes the first cluster that contacts it (the peer already
+    /// proved it holds the cluster key) and from then on only that cluster's members.
+    fn admits(&self, from: &str, rpc: &RaftRpc) -> Result<(), String> {
+        let sender = raft_node_id(from);
+        let claimed = match rpc {
+            RaftRpc::AppendEntries(request) => request.vote.leader_id().voted_for(),
+            RaftRpc::Vote(request) => request.vote.leader_id().voted_for(),
+            RaftRpc::InstallSnapshot(request) => request.vote.leader_id().voted_for(),
+            RaftRpc::ReadIndex | RaftRpc::Forward(_) => None,
+        };
+        if let Some(claimed) = claimed.filter(|claimed| *claimed != sender) {
+            return Err(format!(
+                "peer {from} (raft node {sender}) sent a raft message in the name of raft node {claimed}"
+            ));
+        }
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        if membership.nodes().next().is_none() || membership.get_node(&sender).is_some() {
+            Ok(())
+        } else {
+            Err(format!("peer {from} is not a member of this node's raft cluster"))
+        }
     }
 
     /// Stops Raft on this node. Other handles then fail with [`StrongError::Stopped`].

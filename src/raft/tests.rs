@@ -194,11 +194,12 @@ async fn misaddressed_and_garbled_messages_are_refused() {
             matches!(network::decode::<network::RaftReply>(&reply, 1 << 20), Ok(network::RaftReply::Refused(_)))
         };
         let elsewhere = network::encode(&network::Envelope { target: node.id() ^ 1, rpc: network::RaftRpc::ReadIndex });
-        assert!(refused(node.handle_rpc(&elsewhere).await), "a message for another node");
-        assert!(refused(node.handle_rpc(b"\x01garbage").await), "an undecodable message");
-        assert!(refused(node.handle_rpc(&[]).await), "an empty message");
+        let member = info(0).peer_id;
+        assert!(refused(node.handle_rpc(&member, &elsewhere).await.reply), "a message for another node");
+        assert!(refused(node.handle_rpc(&member, b"\x01garbage").await.reply), "an undecodable message");
+        assert!(refused(node.handle_rpc(&member, &[]).await.reply), "an empty message");
         let mine = network::encode(&network::Envelope { target: node.id(), rpc: network::RaftRpc::ReadIndex });
-        assert!(!refused(node.handle_rpc(&mine).await), "a message for this node is answered");
+        assert!(!refused(node.handle_rpc(&member, &mine).await.reply), "a message for this node is answered");
     })
     .await;
 }
@@ -685,4 +686,45 @@ fn a_seeded_run_in_virtual_time_replays_identically() {
     assert!(first.len() >= 8, "{first:?}");
     // The seed does steer the schedule: some other seed elects at other times.
     assert!((8..16).any(|seed| seeded_run(seed) != first), "every seed gave {first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_members_speak_raft_to_a_member_and_none_in_another_members_name() {
+    bounded(async {
+        let cluster = Cluster::voters_in_memory(3, settings()).await;
+        let leader = cluster.leader().await;
+        let follower = (0..3).find(|i| *i != leader).expect("a follower");
+        let other = (0..3).find(|i| *i != leader && *i != follower).expect("another follower");
+        let node = &cluster.node(follower).path;
+        let term = node.status().term;
+        // A vote request far ahead of the cluster's term: acting on it would move the term.
+        let vote_for = |candidate: RaftNodeId| {
+            let request = openraft::raft::VoteRequest::new(openraft::Vote::new(term + 100, candidate), None);
+            network::encode(&network::Envelope { target: node.id(), rpc: network::RaftRpc::Vote(request) })
+        };
+
+        // A stranger (it holds the cluster key, or it would not have a connection) campaigns.
+        let stranger = "peer-99";
+        let answer = node.handle_rpc(stranger, &vote_for(raft_node_id(stranger))).await;
+        assert!(answer.refused.is_some_and(|why| why.contains("not a member")), "a stranger's vote request");
+
+        // A member campaigns in the leader's name.
+        let answer = node.handle_rpc(&info(other).peer_id, &vote_for(node_id(leader))).await;
+        assert!(answer.refused.is_some_and(|why| why.contains("in the name of")), "a vote in another's name");
+
+        // A stranger forwards a request for the leader, or asks for a read index.
+        for rpc in [network::RaftRpc::Forward(Vec::new()), network::RaftRpc::ReadIndex] {
+            let bytes = network::encode(&network::Envelope { target: node.id(), rpc });
+            assert!(node.handle_rpc(stranger, &bytes).await.refused.is_some(), "a stranger's forward or read");
+        }
+
+        // Nothing refused moved the term, and the cluster still commits.
+        assert!(node.status().term < term + 100, "a refused vote request moved the term");
+        cluster.kv(leader, put("after", "refusals")).await.expect("the cluster still commits");
+    })
+    .await;
+}
+
+fn node_id(i: usize) -> RaftNodeId {
+    raft_node_id(&info(i).peer_id)
 }

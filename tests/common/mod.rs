@@ -90,6 +90,8 @@ impl NodeProcess {
             // each other's nodes.
             .args(["--p2p-addr", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .args(extra)
+            // Nodes started here form one cluster with the in-process test nodes.
+            .env("STATEMESH_CLUSTER_KEY", statemesh::testkit::TEST_CLUSTER_KEY)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

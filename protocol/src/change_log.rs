@@ -90,7 +90,7 @@ pub enum RecordDecodeError {
 const RECORD_FORMAT: u8 = 1;
 
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<CHANGE_RECORD_BYTES_MAX>()
+    bincode::config::standard()
 }
 
 impl ChangeRecord {
@@ -106,12 +106,9 @@ impl ChangeRecord {
         if *format != RECORD_FORMAT {
             return Err(RecordDecodeError::UnknownFormat(*format));
         }
-        let (record, used): (Self, usize) = bincode::serde::decode_from_slice(body, bincode_config())
-            .map_err(|e| RecordDecodeError::Malformed(e.to_string()))?;
-        if used != body.len() {
-            return Err(RecordDecodeError::Malformed(format!("{} trailing bytes", body.len() - used)));
-        }
-        Ok(record)
+        // The limit follows the record's own size, so a forged length inside a record relayed
+        // by a peer cannot allocate more than twice the bytes that arrived.
+        crate::bounded::decode(body, CHANGE_RECORD_BYTES_MAX).map_err(|e| RecordDecodeError::Malformed(e.to_string()))
     }
 
     /// Total size of the Automerge payload.
@@ -177,6 +174,19 @@ mod tests {
         let mut trailing = bytes;
         trailing.push(0);
         assert!(ChangeRecord::decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn a_record_whose_origin_claims_a_terabyte_is_refused_without_allocating_it() {
+        // Format byte, then the origin's length prefix claiming 2^40 bytes: ten bytes that
+        // used to be checked against a 64 MiB limit only.
+        let mut hostile = vec![RECORD_FORMAT, 0xfd];
+        hostile.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(ChangeRecord::decode(&hostile), Err(RecordDecodeError::Malformed(_))));
+        // And 32 MiB, which the old fixed limit let through to the allocator.
+        let mut hostile = vec![RECORD_FORMAT, 0xfd];
+        hostile.extend_from_slice(&(32u64 << 20).to_le_bytes());
+        assert!(matches!(ChangeRecord::decode(&hostile), Err(RecordDecodeError::Malformed(_))));
     }
 
     #[test]

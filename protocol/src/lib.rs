@@ -12,10 +12,12 @@
 //! - [`document`]: JSON and raw-Automerge operations on one document.
 //! - [`change_log`]: the per-origin change records that replication serves.
 //! - [`limits`]: the bounds every input is checked against.
+//! - [`bounded`]: bincode decoding whose allocations follow the input's size.
 //! - [`wire`]: the replication messages and their versioned envelope (`PROTOCOL.md`).
 //! - [`replica`]: the replication state machine (anti-entropy, gossip, apply ordering).
 //! - [`seeded_rng`]: a deterministic generator for tests and the simulator.
 
+pub mod bounded;
 pub mod change_log;
 pub mod document;
 pub mod ids;

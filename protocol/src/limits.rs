@@ -15,3 +15,6 @@ pub const VERSION_HEADS_MAX: usize = 1024;
 pub const JSON_DEPTH_MAX: usize = 64;
 /// Largest encoded change record accepted from storage or the wire.
 pub const CHANGE_RECORD_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest message any configuration allows (the upper bound of `p2p.max_message_bytes`,
+/// which also bounds Raft RPCs, forwarded requests and the commands built from them).
+pub const MESSAGE_BYTES_CEILING: usize = 64 * 1024 * 1024;

@@ -62,6 +62,14 @@ pub(crate) fn load(
 
 /// Parses the file into a mapping with the wrapper lifted, reporting positioned errors.
 fn parse_document(doc: &Document<'_>) -> Result<Mapping, ConfigError> {
+    if doc.text.len() > super::CONFIG_FILE_BYTES_MAX {
+        return Err(ConfigError::from(ConfigProblem {
+            source: Some(doc.name.to_owned()),
+            location: None,
+            key: None,
+            message: format!("is {} bytes, more than the {}-byte limit", doc.text.len(), super::CONFIG_FILE_BYTES_MAX),
+        }));
+    }
     let located = |err: serde_norway::Error| ConfigError::from(from_yaml_error(&err, true).with_source(doc.name));
     let value: Value = serde_norway::from_str(doc.text).map_err(located)?;
     let not_a_mapping = |key: Option<&str>| {

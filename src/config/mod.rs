@@ -31,6 +31,22 @@ use load::Document;
 
 const DEFAULT_YAML: &str = include_str!("default.yaml");
 
+/// Largest configuration file read. The documented default file is about 7 KiB; a file a
+/// hundred times that is a mistake (a log or a binary passed by accident), and reading it
+/// whole before parsing would let its size decide the node's memory use.
+pub const CONFIG_FILE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Reads at most `max` bytes of UTF-8 text from `path`; `None` if the file holds more.
+fn read_bounded(path: &Path, max: usize) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(max as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > max {
+        return Ok(None);
+    }
+    String::from_utf8(bytes).map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 impl Config {
     /// Built-in defaults, overlaid by `file` (if any), overlaid by the `STATEMESH_<SECTION>__<KEY>`
     /// variables in `env`; then validated. Pass `std::env::vars()` for the process environment.
@@ -39,16 +55,16 @@ impl Config {
             return load::load(None, env);
         };
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigProblem {
-            source: Some(name.clone()),
-            key: None,
-            message: format!("cannot read configuration file: {err}"),
-            location: None,
-        })?;
+        let problem =
+            |message: String| ConfigProblem { source: Some(name.clone()), key: None, message, location: None };
+        let text = read_bounded(path, CONFIG_FILE_BYTES_MAX)
+            .map_err(|err| problem(format!("cannot read configuration file: {err}")))?
+            .ok_or_else(|| problem(format!("configuration file is larger than {CONFIG_FILE_BYTES_MAX} bytes")))?;
         load::load(Some(Document { name: &name, text: &text }), env)
     }
 
-    /// Parses and validates YAML text; `source_name` labels it in error messages.
+    /// Parses and validates YAML text of at most [`CONFIG_FILE_BYTES_MAX`] bytes;
+    /// `source_name` labels it in error messages.
     /// No environment overrides are applied.
     pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
         load::load(Some(Document { name: source_name, text }), std::iter::empty())

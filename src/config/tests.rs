@@ -346,3 +346,17 @@ fn non_mapping_documents_are_refused() {
     let msg = err_text(Config::from_yaml_str("state_management: 5\n", "c.yaml"));
     assert!(msg.starts_with("c.yaml: state_management: must be a mapping"), "{msg}");
 }
+
+#[test]
+fn a_configuration_file_above_the_size_limit_is_refused_before_parsing() {
+    // A comment line repeated past 1 MiB: valid YAML, but no configuration is that large,
+    // and the file is refused after reading one byte past the limit, not all of it.
+    let huge = "# padding\n".repeat(CONFIG_FILE_BYTES_MAX / 10 + 1);
+    let msg = err_text(load_str(&huge, &[]));
+    assert!(msg.contains("larger than 1048576 bytes"), "{msg}");
+    let msg = err_text(Config::from_yaml_str(&huge, "inline"));
+    assert!(msg.contains("more than the 1048576-byte limit"), "{msg}");
+    // Just under the limit is read and parsed as usual.
+    let fits = "# padding\n".repeat(CONFIG_FILE_BYTES_MAX / 10 - 1);
+    assert_eq!(load_str(&fits, &[]).expect("loads"), Config::default());
+}

@@ -10,6 +10,8 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use statemesh_protocol::bounded::DECODE_BYTES_MAX;
+use statemesh_protocol::limits::MESSAGE_BYTES_CEILING;
 
 use super::state_machine::{Applier, ApplyEntry, ApplyError};
 use super::types::{Command, CommandResult};
@@ -130,7 +132,8 @@ impl Pending<'_> {
         if entry.command.kind != KV_COMMAND_KIND {
             return Ok(KvOutcome::Rejected { reason: format!("unknown command kind {}", entry.command.kind) });
         }
-        let op: KvOp = match codec::decode(&entry.command.payload, "kv op") {
+        // Log entries come from the leader, which built them from clients' requests.
+        let op: KvOp = match codec::decode_bounded(&entry.command.payload, "kv op", MESSAGE_BYTES_CEILING) {
             Ok(op) => op,
             Err(e) => return Ok(KvOutcome::Rejected { reason: e.to_string() }),
         };
@@ -189,8 +192,8 @@ impl Applier for KvApplier {
     }
 
     fn install_snapshot(&self, bytes: &[u8], meta_ops: Vec<BatchOp>) -> Result<(), ApplyError> {
-        let registers: Vec<(Vec<u8>, Register)> =
-            codec::decode(bytes, "kv snapshot").map_err(|e| ApplyError::Invalid(e.to_string()))?;
+        let registers: Vec<(Vec<u8>, Register)> = codec::decode_bounded(bytes, "kv snapshot", DECODE_BYTES_MAX)
+            .map_err(|e| ApplyError::Invalid(e.to_string()))?;
         let mut batch = WriteBatch::new();
         for (key, _) in self.storage.scan(Family::RaftMeta, KV_PREFIX, KV_PREFIX, usize::MAX)? {
             batch.delete(Family::RaftMeta, key);

@@ -48,7 +48,7 @@ pub use config::{RaftConfigError, RaftSettings};
 pub use forward::{ForwardHandler, Route};
 pub use kv_applier::{KvApplier, KvOp, KvOutcome, Register, KV_COMMAND_KIND};
 pub use loopback::{LoopbackNet, LoopbackTransport};
-pub use network::{RaftTransport, TransportError};
+pub use network::{decode_reply, decode_request, sample_encodings, RaftTransport, TransportError};
 pub use runtime::seed_election_timeouts;
 pub use state_machine::{Applier, ApplyEntry, ApplyError};
 pub use types::{raft_node_id, Command, CommandResult, LogPosition, NodeInfo, RaftNodeId};

@@ -58,9 +58,6 @@ pub trait RaftTransport: Send + Sync + 'static {
 /// Version of the wire encoding below; a peer speaking another is refused.
 const WIRE_VERSION: u8 = 1;
 
-/// Upper bound bincode enforces on what one decode may allocate, whatever the settings say.
-const DECODE_LIMIT_BYTES: usize = 256 * 1024 * 1024;
-
 /// A request between strong-path nodes.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -132,10 +129,70 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], max_bytes: usize) -> Res
     if version != WIRE_VERSION {
         return Err(WireError::Version(version));
     }
-    let config = bincode::config::standard().with_limit::<DECODE_LIMIT_BYTES>();
-    bincode::serde::decode_from_slice(body, config)
-        .map(|(value, _)| value)
-        .map_err(|e| WireError::Decode(e.to_string()))
+    // `max_bytes` is the configured message limit (at most 64 MiB, which covers a snapshot
+    // chunk of half of it with room to spare); within it, what a length prefix may claim
+    // follows the bytes that actually arrived.
+    statemesh_protocol::bounded::decode(body, max_bytes).map_err(|e| WireError::Decode(e.to_string()))
+}
+
+/// Decodes a request as [`super::StrongPath::handle_rpc`] does, and says which Raft node it is
+/// addressed to. Public so that the fuzzer drives exactly the node's decoding path.
+pub fn decode_request(bytes: &[u8], max_rpc_bytes: usize) -> Result<RaftNodeId, String> {
+    decode::<Envelope>(bytes, max_rpc_bytes).map(|envelope| envelope.target).map_err(|e| e.to_string())
+}
+
+/// Decodes a reply as the sending side does; public for the same reason.
+pub fn decode_reply(bytes: &[u8], max_rpc_bytes: usize) -> Result<(), String> {
+    decode::<RaftReply>(bytes, max_rpc_bytes).map(drop).map_err(|e| e.to_string())
+}
+
+/// Real encodings of every kind of request and of a few replies, for the fuzzer's seed corpus:
+/// mutations of real messages reach far deeper into the decoder than random bytes do.
+#[doc(hidden)]
+pub fn sample_encodings() -> Vec<Vec<u8>> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{CommittedLeaderId, EntryPayload, Membership};
+
+    use super::types::{Command, Entry, SnapshotMeta, StoredMembership, Vote};
+
+    let log_id = |term, index| LogId::new(CommittedLeaderId::new(term, 1), index);
+    let node = NodeInfo::new("12D3KooWPeerOne", "/ip4/10.0.0.1/tcp/7000");
+    let members: BTreeMap<RaftNodeId, NodeInfo> = [(1, node.clone())].into_iter().collect();
+    let membership = Membership::new(vec![BTreeSet::from([1])], members);
+    let entries = vec![
+        Entry { log_id: log_id(2, 5), payload: EntryPayload::Blank },
+        Entry { log_id: log_id(2, 6), payload: EntryPayload::Normal(Command { kind: 1, payload: vec![1, 2, 3, 4] }) },
+        Entry { log_id: log_id(2, 7), payload: EntryPayload::Membership(membership.clone()) },
+    ];
+    let vote = Vote::new_committed(2, 1);
+    let requests = [
+        RaftRpc::AppendEntries(AppendEntriesRequest {
+            vote,
+            prev_log_id: Some(log_id(2, 4)),
+            entries,
+            leader_commit: Some(log_id(2, 4)),
+        }),
+        RaftRpc::Vote(VoteRequest::new(Vote::new(3, 1), Some(log_id(2, 7)))),
+        RaftRpc::InstallSnapshot(InstallSnapshotRequest {
+            vote,
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id(2, 7)),
+                last_membership: StoredMembership::new(Some(log_id(2, 7)), membership),
+                snapshot_id: "2-7-1".to_owned(),
+            },
+            offset: 0,
+            data: vec![7; 64],
+            done: true,
+        }),
+        RaftRpc::ReadIndex,
+        RaftRpc::Forward(vec![1, 0, 5]),
+    ];
+    let mut out: Vec<Vec<u8>> = requests.into_iter().map(|rpc| encode(&Envelope { target: 1, rpc })).collect();
+    out.push(encode(&RaftReply::ReadIndex(Ok(Some(log_id(2, 7))))));
+    out.push(encode(&RaftReply::Forwarded(Ok(vec![1, 2]))));
+    out.push(encode(&RaftReply::Refused("wrong target".to_owned())));
+    out
 }
 
 /// Creates openraft's per-peer clients.
@@ -351,5 +408,20 @@ mod tests {
         assert!(matches!(decode::<Envelope>(&foreign, 1024), Err(WireError::Version(99))));
         assert!(matches!(decode::<Envelope>(&[], 1024), Err(WireError::Empty)));
         assert!(matches!(decode::<Envelope>(&[WIRE_VERSION, 200, 1, 2], 1024), Err(WireError::Decode(_))));
+    }
+
+    #[test]
+    fn a_forward_claiming_a_terabyte_is_refused_without_allocating_it() {
+        // Version, target 7, `Forward` (variant 4), then a byte buffer claiming 2^40 bytes:
+        // thirteen bytes. The old fixed 256 MiB limit let claims up to that through.
+        for claimed in [1u64 << 40, 200 << 20] {
+            let mut hostile = vec![WIRE_VERSION, 7, 4, 0xfd];
+            hostile.extend_from_slice(&claimed.to_le_bytes());
+            assert!(matches!(decode::<Envelope>(&hostile, 16 << 20), Err(WireError::Decode(_))));
+        }
+        // A legitimate forward still decodes.
+        let forward = encode(&Envelope { target: 7, rpc: RaftRpc::Forward(vec![5; 100_000]) });
+        let decoded: Envelope = decode(&forward, 16 << 20).expect("decodes");
+        assert!(matches!(decoded.rpc, RaftRpc::Forward(bytes) if bytes.len() == 100_000));
     }
 }

@@ -18,6 +18,8 @@ use crate::config::{Compression, SerializationFormat};
 const ZSTD_LEVEL: i32 = 3;
 /// Decompressed bytes pre-allocated up front at most; more is grown as data really arrives.
 const PREALLOCATE_MAX: u64 = 64 << 20;
+/// ... and at most this many times the compressed payload (typical JSON compresses 5-10x).
+const PREALLOCATE_RATIO: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -60,13 +62,10 @@ pub fn decode(bytes: &[u8], format: SerializationFormat) -> Result<SnapshotBody,
     let decoded = std::panic::catch_unwind(|| -> Result<SnapshotBody, String> {
         let wire: WireBody<'_> = match format {
             SerializationFormat::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string())?,
+            // Borrowing, and under the shared bound: a length no field borrows (a sequence's
+            // element count, say) is still held to the input's size.
             SerializationFormat::Bincode => {
-                let (wire, used) = bincode::serde::borrow_decode_from_slice(bytes, bincode::config::standard())
-                    .map_err(|e| e.to_string())?;
-                if used != bytes.len() {
-                    return Err(format!("{} unexpected bytes after the body", bytes.len() - used));
-                }
-                wire
+                statemesh_protocol::bounded::decode(bytes, usize::MAX).map_err(|e| e.to_string())?
             }
             // Borrowing from the slice: a claimed string or byte length beyond it is an error,
             // never an allocation. (Trailing bytes cannot be seen through this API; the
@@ -149,7 +148,10 @@ pub fn decompress(payload: &[u8], compression: Compression, expected: u64) -> Re
         ),
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(payload)),
     };
-    let mut out = Vec::with_capacity(usize::try_from(expected.min(PREALLOCATE_MAX)).unwrap_or(0));
+    // The header's length is only a claim: a small payload claiming 16 GiB must not reserve
+    // 64 MiB up front, so the reservation also follows the compressed size.
+    let reserve = expected.min(PREALLOCATE_MAX).min((payload.len() as u64).saturating_mul(PREALLOCATE_RATIO));
+    let mut out = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         reader.take(expected.saturating_add(1)).read_to_end(&mut out)
     }));

@@ -36,6 +36,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use statemesh_protocol::bounded::DECODE_BYTES_MAX;
 use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, NodeId};
 
 use super::command::{AppliedDoc, ClusterId, DocRead, DocWrite, Outcome, StrongCommand, DOC_COMMAND_KIND};
@@ -276,7 +277,18 @@ fn load_machine(node: &Node) -> Result<Machine, StorageError> {
 }
 
 /// Stored keys and values, in key order.
-type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Decodes a snapshot another node exported, refusing keys outside this state machine. The
+/// bytes come from the leader, so however large the snapshot, nothing in it may claim more
+/// than the bytes that arrived.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Entries, ApplyError> {
+    let entries: Entries = codec::decode_bounded(bytes, "strong snapshot", DECODE_BYTES_MAX)?;
+    if let Some((key, _)) = entries.iter().find(|(key, _)| !key.starts_with(PREFIX)) {
+        return Err(ApplyError::Invalid(format!("snapshot key {} is outside the state machine", hex::encode(key))));
+    }
+    Ok(entries)
+}
 
 /// Every key and value of this state machine, in key order.
 fn scan_all(node: &Node) -> Result<Entries, StorageError> {
@@ -327,10 +339,7 @@ impl Applier for DocApplier {
     }
 
     fn install_snapshot(&self, bytes: &[u8], meta_ops: Vec<BatchOp>) -> Result<(), ApplyError> {
-        let entries: Entries = codec::decode(bytes, "strong snapshot")?;
-        if let Some((key, _)) = entries.iter().find(|(key, _)| !key.starts_with(PREFIX)) {
-            return Err(ApplyError::Invalid(format!("snapshot key {} is outside the state machine", hex::encode(key))));
-        }
+        let entries = decode_snapshot(bytes)?;
         let mut machine = self.machine.lock();
         let mut ops: Vec<BatchOp> = scan_all(&self.node)?
             .into_iter()
@@ -342,5 +351,27 @@ impl Applier for DocApplier {
         self.node.wait_written_blocking(last).map_err(storage_error)?;
         *machine = load_machine(&self.node)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_claiming_a_terabyte_key_is_refused_without_allocating_it() {
+        // Format byte, one entry, whose key claims 2^40 bytes: eleven bytes from a leader
+        // that the plain storage codec would have tried to allocate a terabyte for.
+        let mut hostile = vec![1, 1, 0xfd];
+        hostile.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(decode_snapshot(&hostile), Err(ApplyError::Storage(StorageError::Corrupt(_)))));
+    }
+
+    #[test]
+    fn an_exported_snapshot_decodes_and_foreign_keys_are_refused() {
+        let ours: Entries = vec![(b"sd/doc".to_vec(), vec![1, 2, 3])];
+        assert_eq!(decode_snapshot(&codec::encode(&ours)).expect("decodes"), ours);
+        let foreign: Entries = vec![(b"kv/x".to_vec(), vec![])];
+        assert!(matches!(decode_snapshot(&codec::encode(&foreign)), Err(ApplyError::Invalid(_))));
     }
 }

@@ -12,6 +12,7 @@
 //! and a change computed on stale state is refused as [`Outcome::Stale`] and recomputed.
 
 use serde::{Deserialize, Serialize};
+use statemesh_protocol::limits::MESSAGE_BYTES_CEILING;
 use statemesh_protocol::{ChangeKind, DocKey};
 
 use crate::raft::Command;
@@ -77,8 +78,11 @@ impl StrongCommand {
         Command::new(DOC_COMMAND_KIND, codec::encode(self))
     }
 
+    /// Decodes a command from the Raft log. A leader builds commands from requests members
+    /// forwarded, and followers take the log from the leader, so the bytes are bounded like
+    /// any peer's (a command never exceeds the Raft message limit).
     pub fn decode(payload: &[u8]) -> Result<Self, StorageError> {
-        codec::decode(payload, "strong command")
+        codec::decode_bounded(payload, "strong command", MESSAGE_BYTES_CEILING)
     }
 }
 
@@ -139,6 +143,32 @@ mod tests {
         let outcome = Outcome::Stale { doc: key };
         assert_eq!(Outcome::decode(&outcome.encode()).expect("decodes"), outcome);
         assert!(StrongCommand::decode(b"\x01garbage").is_err());
+    }
+
+    #[test]
+    fn a_command_claiming_a_terabyte_of_changes_is_refused_without_allocating_it() {
+        // Format byte, `Write` (variant 1), time 0, one write whose namespace string claims
+        // 2^40 bytes: fifteen bytes that the plain storage codec would have tried to honour.
+        let mut hostile = vec![1, 1, 0, 1, 0xfd];
+        hostile.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(StrongCommand::decode(&hostile), Err(StorageError::Corrupt(_))));
+        // The same shape claiming 1 GiB of change bytes, after a real document key.
+        let key = DocKey::new(
+            statemesh_protocol::Namespace::new("orders").expect("namespace"),
+            statemesh_protocol::DocId::new("a1").expect("id"),
+        );
+        let honest = StrongCommand::Write {
+            time_ms: 0,
+            writes: vec![DocWrite { doc: key, kind: ChangeKind::Put, changes: vec![vec![9]] }],
+            reads: vec![],
+        };
+        let mut hostile = honest.to_command().payload;
+        // The last three bytes are: change length 1, the change byte 9, zero reads.
+        let at = hostile.len() - 3;
+        hostile.truncate(at);
+        hostile.push(0xfd);
+        hostile.extend_from_slice(&(1u64 << 30).to_le_bytes());
+        assert!(matches!(StrongCommand::decode(&hostile), Err(StorageError::Corrupt(_))));
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod command;
 mod error;
 mod formation;
 mod reads;
-mod wire;
+pub mod wire;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
@@ -30,8 +30,8 @@ use statemesh_protocol::{ChangeId, DocKey, Version};
 use tokio::time::Instant;
 
 pub use admin::{ClusterView, StrongNode};
-pub use applier::DocApplier;
-pub use command::{ClusterId, Outcome, StrongCommand};
+pub use applier::{decode_snapshot, DocApplier};
+pub use command::{ClusterId, DocRead, DocWrite, Outcome, StrongCommand};
 pub use error::{StrongDocError, StrongResult};
 pub use formation::{form_cluster, parse_voters, VoterSpec};
 pub use reads::{ReadLevel, ReadStamp};
@@ -45,7 +45,6 @@ use crate::raft::{
     ForwardHandler, LogPosition, NodeInfo, RaftNodeId, RaftSettings, RaftTransport, Route, StartOptions, StrongError,
     StrongPath,
 };
-use command::{DocRead, DocWrite};
 use reads::Freshness;
 use wire::{
     WireAnswer, WireCommit, WireDone, WireFailure, WireOp, WirePrecondition, WireRequest, WireTxn, WireWrite,

@@ -5,6 +5,7 @@
 //! failure, never by acting on a guess.
 
 use serde::{Deserialize, Serialize};
+use statemesh_protocol::limits::MESSAGE_BYTES_CEILING;
 use statemesh_protocol::{ChangeId, DocKey, Version};
 
 use super::error::StrongDocError;
@@ -247,6 +248,27 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     codec::encode(value)
 }
 
+/// Decodes a forwarded request or answer: a peer's bytes, so lengths are held to the input.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
-    codec::decode(bytes, what).map_err(|e| e.to_string())
+    codec::decode_bounded(bytes, what, MESSAGE_BYTES_CEILING).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_write_claiming_a_terabyte_body_is_refused_without_allocating_it() {
+        // Format byte, `Write` (variant 0), then the namespace string of the document key
+        // claiming 2^40 bytes: twelve bytes a member could send the leader.
+        let mut hostile = vec![1, 0, 0xfd];
+        hostile.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(decode::<WireRequest>(&hostile, "forwarded request").is_err());
+    }
+
+    #[test]
+    fn a_forwarded_request_round_trips() {
+        let request = WireRequest::Promote(3);
+        assert_eq!(decode::<WireRequest>(&encode(&request), "forwarded request"), Ok(request));
+    }
 }

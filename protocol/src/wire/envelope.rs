@@ -48,10 +48,11 @@ pub enum WireError {
     BadPayload(String),
 }
 
-/// Standard bincode; decoding also refuses length prefixes claiming more than 64 MiB, so a
-/// forged count cannot trigger a huge allocation.
+/// Standard bincode. Decoding goes through [`crate::bounded`], whose limit follows the
+/// payload's size (itself at most `message_bytes_max`), so a forged length cannot trigger an
+/// allocation beyond the message limit.
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
+    bincode::config::standard()
 }
 
 /// Encodes `message`, compressing large payloads.
@@ -106,12 +107,7 @@ pub fn decode(bytes: &[u8], limits: &WireLimits) -> Result<Message, WireError> {
     } else {
         payload
     };
-    let (message, used) = bincode::serde::decode_from_slice(payload, bincode_config())
-        .map_err(|e| WireError::BadPayload(e.to_string()))?;
-    if used != payload.len() {
-        return Err(WireError::BadPayload(format!("{} trailing bytes", payload.len() - used)));
-    }
-    Ok(message)
+    crate::bounded::decode(payload, max).map_err(|e| WireError::BadPayload(e.to_string()))
 }
 
 /// Decompresses at most `max` bytes; more is an error, not an allocation.
@@ -123,4 +119,43 @@ fn bounded_decompress(compressed: &[u8], max: usize) -> Result<Vec<u8>, WireErro
         return Err(WireError::TooLarge(out.len(), max));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An uncompressed envelope around `payload`.
+    fn envelope(payload: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[VERSION, 0]);
+        out.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn a_state_response_claiming_a_terabyte_namespace_is_refused_without_allocating_it() {
+        // StateResponse (variant 4), one document, whose namespace string claims 2^40 bytes:
+        // 20 bytes on the wire. Before the limit followed the payload, bincode's 64 MiB limit
+        // let such a claim through up to 64 MiB, sixteen times the message limit.
+        let mut payload = vec![4, 1, 0xfd];
+        payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let refused = decode(&envelope(&payload), &WireLimits::default());
+        assert!(matches!(refused, Err(WireError::BadPayload(_))), "{refused:?}");
+
+        // 1 GiB, and 32 MiB (which the old fixed limit allowed): both refused.
+        for claimed in [1u64 << 30, 32 << 20] {
+            let mut payload = vec![4, 1, 0xfd];
+            payload.extend_from_slice(&claimed.to_le_bytes());
+            assert!(matches!(decode(&envelope(&payload), &WireLimits::default()), Err(WireError::BadPayload(_))));
+        }
+    }
+
+    #[test]
+    fn a_gossip_claiming_a_billion_records_is_refused() {
+        let mut payload = vec![0, 0xfd];
+        payload.extend_from_slice(&(1u64 << 30).to_le_bytes());
+        assert!(matches!(decode(&envelope(&payload), &WireLimits::default()), Err(WireError::BadPayload(_))));
+    }
 }

@@ -19,5 +19,6 @@ pub mod storage;
 pub mod strong;
 #[doc(hidden)]
 pub mod testkit;
+pub mod tls;
 
 pub use statemesh_protocol as protocol;

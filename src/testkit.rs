@@ -187,7 +187,7 @@ pub async fn publish_raw_gossip(target: &str, payloads: Vec<Vec<u8>>, linger: Du
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(|key| {
-            crate::net::authenticated_tcp(key, psk.clone()).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            crate::net::authenticated_tcp(key, psk).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .expect("transport")
         .with_behaviour(|key| {
@@ -253,7 +253,7 @@ async fn send_raw(
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(|key| {
-            crate::net::authenticated_tcp(key, psk.clone()).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            crate::net::authenticated_tcp(key, psk).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .expect("transport")
         .with_behaviour(|_| {

@@ -29,7 +29,7 @@ pub mod version_vector;
 pub mod wire;
 
 pub use change_log::{ChangeId, ChangeKind, ChangeRecord, Seq};
-pub use document::{merge_patch_json, DocError, Document, WriteOutcome};
+pub use document::{is_deletion, merge_patch_json, CommitMessage, DocError, Document, WriteOutcome};
 pub use ids::{DocId, DocKey, IdError, Namespace, NodeId};
 pub use version::{Version, VersionParseError};
 pub use version_vector::VersionVector;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use statemesh_protocol::{DocId, Version};
 
+use super::auth::Caller;
 use super::consistency::{self, ConsistencyParams};
 use super::error::ApiError;
 use super::extract;
@@ -52,16 +53,18 @@ async fn write(
     op: TxnOp,
     pre: Precondition,
     created_status: bool,
+    caller: &Caller,
 ) -> Result<Response, ApiError> {
     let params = extract::query(params)?;
     if consistency::write_is_strong(state, key, &params)? {
         let written = consistency::strong(state)?.write(key, &op, &pre).await?;
         return Ok(strong_write_response(written, created_status));
     }
+    let author = Some(caller.name.clone());
     let result = match op {
-        TxnOp::Put(json) => state.node.put(key, &json, &pre).await?,
-        TxnOp::Patch(patch) => state.node.patch(key, &patch, &pre).await?,
-        TxnOp::Delete => state.node.delete(key, &pre).await?,
+        TxnOp::Put(json) => state.node.put_by(key, &json, &pre, author).await?,
+        TxnOp::Patch(patch) => state.node.patch_by(key, &patch, &pre, author).await?,
+        TxnOp::Delete => state.node.delete_by(key, &pre, author).await?,
     };
     Ok(write_response(result, created_status))
 }
@@ -105,6 +108,7 @@ pub async fn get_doc(
 
 pub async fn put_doc(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
@@ -115,11 +119,12 @@ pub async fn put_doc(
     extract::require_content_type(&headers, JSON_TYPES)?;
     let json = extract::json_body(&body)?;
     let pre = extract::precondition(&headers)?;
-    write(&state, &key, params, TxnOp::Put(json), pre, true).await
+    write(&state, &key, params, TxnOp::Put(json), pre, true, &caller).await
 }
 
 pub async fn patch_doc(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
@@ -130,18 +135,19 @@ pub async fn patch_doc(
     extract::require_content_type(&headers, PATCH_TYPES)?;
     let patch = extract::json_body(&body)?;
     let pre = extract::precondition(&headers)?;
-    write(&state, &key, params, TxnOp::Patch(patch), pre, true).await
+    write(&state, &key, params, TxnOp::Patch(patch), pre, true, &caller).await
 }
 
 pub async fn delete_doc(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = extract::doc_key(path)?;
     let pre = extract::precondition(&headers)?;
-    write(&state, &key, params, TxnOp::Delete, pre, false).await
+    write(&state, &key, params, TxnOp::Delete, pre, false, &caller).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::docs::write_response;
 use super::error::ApiError;
 use super::{extract, AppState};
@@ -58,6 +59,7 @@ struct RollbackBody {
 
 async fn rollback(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -70,5 +72,5 @@ async fn rollback(
         _ => return Err(ApiError::bad_request("bad_body", "give exactly one of `to` (a version) or `steps`")),
     };
     let pre = extract::precondition(&headers)?;
-    Ok(write_response(state.node.rollback(&key, &target, &pre).await?, false))
+    Ok(write_response(state.node.rollback_by(&key, &target, &pre, Some(caller.name.clone())).await?, false))
 }

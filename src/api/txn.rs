@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use statemesh_protocol::{DocId, DocKey};
 
+use super::auth::Caller;
 use super::consistency::{self, ConsistencyParams};
 use super::error::ApiError;
 use super::{extract, AppState};
@@ -134,6 +135,7 @@ impl StepRequest {
 
 async fn once(
     State(state): State<AppState>,
+    caller: Caller,
     params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -163,7 +165,7 @@ async fn once(
         consistency::strong_headers(response.headers_mut(), done.index);
         return Ok(response);
     }
-    let outcome = state.node.txn_once(&compares, &success, &failure).await?;
+    let outcome = state.node.txn_once(&compares, &success, &failure, Some(caller.name.clone())).await?;
     Ok(Json(outcome).into_response())
 }
 
@@ -235,6 +237,7 @@ async fn delete(
 
 async fn commit(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(txn) = path.map_err(|r| ApiError::bad_request("bad_path", r.body_text()))?;
@@ -252,7 +255,7 @@ async fn commit(
         }
         return Ok(response);
     }
-    let results = state.node.txn_commit_set(set).await?;
+    let results = state.node.txn_commit_set(set, Some(caller.name.clone())).await?;
     let changed: Vec<Value> = results
         .into_iter()
         .map(|(key, result)| {

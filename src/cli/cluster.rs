@@ -9,7 +9,6 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::output;
-use crate::client::Client;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -40,8 +39,8 @@ pub enum ClusterCommand {
     },
 }
 
-pub fn run(node: &str, json: bool, command: ClusterCommand) -> anyhow::Result<ExitCode> {
-    let client = Client::new(node)?;
+pub fn run(node: &super::NodeTarget, json: bool, command: ClusterCommand) -> anyhow::Result<ExitCode> {
+    let client = node.client()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let reply = runtime.block_on(async {
         match &command {

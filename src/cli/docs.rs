@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::{output, Command};
-use crate::client::{Client, Condition, Doc, ReadOptions, Stamp, WriteReply};
+use crate::client::{Condition, Doc, ReadOptions, Stamp, WriteReply};
 
 /// The consistency a write asks for (the namespace's default when absent).
 #[derive(Debug, Args)]
@@ -80,8 +80,8 @@ pub(super) fn read_json(inline: Option<String>, file: Option<PathBuf>) -> anyhow
     serde_json::from_str(&text).context("the input is not valid JSON")
 }
 
-pub fn run(node: &str, json: bool, command: Command) -> anyhow::Result<ExitCode> {
-    let client = Client::new(node)?;
+pub fn run(node: &super::NodeTarget, json: bool, command: Command) -> anyhow::Result<ExitCode> {
+    let client = node.client()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         match command {
@@ -148,6 +148,7 @@ pub fn run(node: &str, json: bool, command: Command) -> anyhow::Result<ExitCode>
             | Command::Key(_)
             | Command::Snapshot(_)
             | Command::Watch(_)
+            | Command::Token(_)
             | Command::Ready(_)
             | Command::Cluster(_) => {
                 unreachable!("handled before connecting")

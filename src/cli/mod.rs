@@ -13,6 +13,7 @@ mod output;
 mod ready;
 mod snapshot;
 mod start;
+mod token;
 mod watch;
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::DEFAULT_NODE_URL;
+use crate::client::{Client, ClientError, ClientOptions, DEFAULT_NODE_URL};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,11 +42,36 @@ pub struct Cli {
     /// The node's HTTP address (client subcommands).
     #[arg(long, global = true, env = "STATEMESH_NODE", default_value = DEFAULT_NODE_URL)]
     node: String,
+    /// Bearer token for the node's API (see `statemesh token generate`).
+    #[arg(long, global = true, env = "STATEMESH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM file of a CA to trust for an https:// node (besides the system's roots).
+    #[arg(long, global = true, env = "STATEMESH_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Print machine-readable JSON instead of readable text.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The node a client subcommand talks to, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeTarget {
+    url: String,
+    token: Option<String>,
+    ca_cert: Option<PathBuf>,
+}
+
+impl NodeTarget {
+    pub(crate) fn client(&self) -> Result<Client, ClientError> {
+        self.client_with_timeout(ClientOptions::default().timeout)
+    }
+
+    pub(crate) fn client_with_timeout(&self, timeout: std::time::Duration) -> Result<Client, ClientError> {
+        let options = ClientOptions { timeout, token: self.token.clone(), ca_cert: self.ca_cert.clone() };
+        Client::with_options(&self.url, &options)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,20 +170,25 @@ enum Command {
     /// Follow the change feed: one line per change (--json: the event JSON); reconnects and
     /// resumes after the last change printed.
     Watch(watch::WatchArgs),
+    /// API tokens: generate one and the `api.tokens` entry that admits it.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Parses arguments, runs the command, and turns any failure into a message and exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let node = NodeTarget { url: cli.node, token: cli.token, ca_cert: cli.ca_cert };
     let result = match cli.command {
         Command::Start(args) => start::run(args),
         Command::Config(command) => config_cmd::run(command),
         Command::Key(command) => key::run(command),
-        Command::Snapshot(command) => snapshot::run(&cli.node, cli.json, command),
-        Command::Watch(args) => watch::run(&cli.node, cli.json, args),
-        Command::Ready(args) => ready::run(&cli.node, cli.json, args),
-        Command::Cluster(command) => cluster::run(&cli.node, cli.json, command),
-        command => docs::run(&cli.node, cli.json, command),
+        Command::Token(command) => token::run(cli.json, command),
+        Command::Snapshot(command) => snapshot::run(&node, cli.json, command),
+        Command::Watch(args) => watch::run(&node, cli.json, args),
+        Command::Ready(args) => ready::run(&node, cli.json, args),
+        Command::Cluster(command) => cluster::run(&node, cli.json, command),
+        command => docs::run(&node, cli.json, command),
     };
     match result {
         Ok(code) => code,

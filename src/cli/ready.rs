@@ -11,7 +11,6 @@ use clap::Args;
 use serde_json::json;
 
 use super::output;
-use crate::client::Client;
 
 #[derive(Debug, Args)]
 pub struct ReadyArgs {
@@ -20,8 +19,8 @@ pub struct ReadyArgs {
     timeout: Duration,
 }
 
-pub fn run(node: &str, json: bool, args: ReadyArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::with_timeout(node, args.timeout)?;
+pub fn run(node: &super::NodeTarget, json: bool, args: ReadyArgs) -> anyhow::Result<ExitCode> {
+    let client = node.client_with_timeout(args.timeout)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let ready = runtime.block_on(client.ready());
     if json {

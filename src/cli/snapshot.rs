@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 
 use super::output;
-use crate::client::Client;
+
 use crate::clock::now_ms;
 use crate::config::{Compression, Config, SerializationFormat, StorageType};
 use crate::node::{Node, OpenError};
@@ -74,7 +74,7 @@ pub struct OfflineArgs {
     file: PathBuf,
 }
 
-pub fn run(node: &str, json: bool, command: SnapshotCommand) -> anyhow::Result<ExitCode> {
+pub fn run(node: &super::NodeTarget, json: bool, command: SnapshotCommand) -> anyhow::Result<ExitCode> {
     match command {
         SnapshotCommand::Export { offline, format, compression } => export(json, &offline, format, compression),
         SnapshotCommand::Import { offline } => import(json, &offline),
@@ -82,8 +82,8 @@ pub fn run(node: &str, json: bool, command: SnapshotCommand) -> anyhow::Result<E
     }
 }
 
-fn remote(node: &str, json: bool, command: SnapshotCommand) -> anyhow::Result<ExitCode> {
-    let client = Client::new(node)?;
+fn remote(node: &super::NodeTarget, json: bool, command: SnapshotCommand) -> anyhow::Result<ExitCode> {
+    let client = node.client()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         match command {

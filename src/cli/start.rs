@@ -90,6 +90,10 @@ fn init_logging(config: &Config) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    // Refuse an unprotected or misconfigured API before anything is opened or listens.
+    let access = crate::api::Access::from_config(&config.api)?;
+    let auth_mode = crate::api::check_exposure(&config.api, &access)?;
+    let serve_options = crate::api::ServeOptions::from_config(&config.api).context("api.tls")?;
     let opened = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || Node::open(&config)).await?
@@ -100,13 +104,22 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(node_id = %node.node_id(), %address, data_dir = %config.node.data_dir.display(), "statemesh node ready");
+    let scheme = if serve_options.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, scheme, auth = %auth_mode, cors_origins = config.api.cors_origins.len(), "API access");
+    if auth_mode == crate::api::AuthMode::Open && !address.ip().is_loopback() {
+        tracing::warn!(
+            %address,
+            "api.insecure: the API is open to everyone who can reach {address}; anyone may write, \
+             restore snapshots, roll back and change membership"
+        );
+    }
     let network = Network::start(node.clone(), &config).await.context("cannot start replication")?;
     let strong = start_strong(&node, &config, &network).await?;
-    let router = crate::api::router_with(node.clone(), &config, strong.clone());
+    let router = crate::api::router_with_access(node.clone(), &config, strong.clone(), access);
     let snapshots = crate::snapshot::SnapshotSettings::from_config(&config);
     let scheduler = crate::snapshot::Scheduler::spawn(node.clone(), snapshots);
     let stop = stop_signal(node.clone());
-    crate::api::serve(listener, router, stop).await.context("HTTP server failed")?;
+    crate::api::serve_with(listener, router, serve_options, stop).await.context("HTTP server failed")?;
     if let Some(scheduler) = scheduler {
         // A snapshot in progress finishes before storage is flushed and closed.
         scheduler.stop().await;

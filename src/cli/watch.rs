@@ -41,8 +41,8 @@ enum Stop {
     Expired(String),
 }
 
-pub fn run(node: &str, json: bool, args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(node)?;
+pub fn run(node: &super::NodeTarget, json: bool, args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let client = node.client()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let stop = tokio::select! {

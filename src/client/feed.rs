@@ -58,6 +58,9 @@ pub struct ChangeEvent {
     pub time_ms: i64,
     pub version: String,
     pub deleted: bool,
+    /// Who made the change, as its origin recorded it; absent when not recorded.
+    #[serde(default)]
+    pub author: Option<String>,
 }
 
 /// `GET /v1/changes` as JSON.

@@ -31,6 +31,8 @@ pub enum ClientError {
     Api { status: u16, code: String, message: String },
     #[error("unexpected response from the node: {0}")]
     Decode(String),
+    #[error("cannot use the CA certificate: {0}")]
+    CaCertificate(String),
 }
 
 impl ClientError {
@@ -103,22 +105,58 @@ pub struct Client {
     pub(crate) http: reqwest::Client,
 }
 
+/// How to reach a node beyond its URL: the per-request timeout, the bearer token, and a CA
+/// to trust for an `https://` node whose certificate no system root signs.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub timeout: Duration,
+    pub token: Option<String>,
+    /// PEM file of CA certificates trusted in addition to the system's roots.
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(30), token: None, ca_cert: None }
+    }
+}
+
 impl Client {
     pub fn new(base: &str) -> Result<Self, ClientError> {
-        Self::with_timeout(base, Duration::from_secs(30))
+        Self::with_options(base, &ClientOptions::default())
     }
 
     pub fn with_timeout(base: &str, timeout: Duration) -> Result<Self, ClientError> {
+        Self::with_options(base, &ClientOptions { timeout, ..ClientOptions::default() })
+    }
+
+    pub fn with_options(base: &str, options: &ClientOptions) -> Result<Self, ClientError> {
         let base = reqwest::Url::parse(base).map_err(|_| ClientError::InvalidUrl(base.to_string()))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(ClientError::InvalidUrl(base.to_string()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
+        crate::tls::install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(options.timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
+            // A node closes connections idle for api.header_read_timeout (10 s by default);
+            // dropping ours sooner keeps a request off a connection the node is closing.
+            .pool_idle_timeout(Duration::from_secs(5));
+        if let Some(token) = &options.token {
+            // Sent on every request, the feed included; marked sensitive so it is never logged.
+            let mut value = header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| ClientError::Decode("the token is not valid header text".to_string()))?;
+            value.set_sensitive(true);
+            builder = builder.default_headers(header::HeaderMap::from_iter([(header::AUTHORIZATION, value)]));
+        }
+        if let Some(path) = &options.ca_cert {
+            let pem = crate::tls::read_ca_pem(path).map_err(|e| ClientError::CaCertificate(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ClientError::CaCertificate(format!("{}: {e}", path.display())))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| ClientError::Decode(e.to_string()))?;
         Ok(Self { base, http })
     }
 

@@ -21,11 +21,13 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigProblem};
 pub use schema::{
-    ApiConfig, BoundedFallback, Compression, ConcurrencyConfig, ConcurrencyModel, Config, Consensus, ConsistencyLevel,
-    Delivery, DistributedConfig, HistoryConfig, LogConfig, LogFormat, NamespaceConsistency, NamespacePolicy,
-    NamespacesConfig, NodeConfig, NotificationsConfig, P2pConfig, SecurityConfig, SerializationFormat, SnapshotsConfig,
-    StorageConfig, StorageType,
+    ApiConfig, ApiRole, ApiTls, ApiToken, BoundedFallback, Compression, ConcurrencyConfig, ConcurrencyModel, Config,
+    Consensus, ConsistencyLevel, Delivery, DistributedConfig, HistoryConfig, LogConfig, LogFormat,
+    NamespaceConsistency, NamespacePolicy, NamespacesConfig, NodeConfig, NotificationsConfig, P2pConfig,
+    SecurityConfig, SerializationFormat, SnapshotsConfig, StorageConfig, StorageType,
 };
+
+pub(crate) use validate::check_token_entry;
 
 use load::Document;
 

@@ -53,6 +53,20 @@ pub struct ApiConfig {
     #[serde(with = "super::duration")]
     pub request_timeout: Duration,
     pub list_limit_max: u32,
+    /// Bearer tokens, by the SHA-256 of the token: the tokens themselves are never stored.
+    pub tokens: Vec<ApiToken>,
+    /// A YAML file holding more entries of the same shape as `tokens`.
+    pub tokens_file: Option<PathBuf>,
+    /// Serve a non-loopback `listen` without tokens (everyone may do everything).
+    pub insecure: bool,
+    pub tls: Option<ApiTls>,
+    /// Origins a browser may call the API from; empty answers no CORS request.
+    pub cors_origins: Vec<String>,
+    #[serde(with = "super::duration")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "super::duration")]
+    pub tls_handshake_timeout: Duration,
+    pub max_connections: u32,
 }
 
 impl Default for ApiConfig {
@@ -62,8 +76,45 @@ impl Default for ApiConfig {
             max_body_bytes: 4 * MIB,
             request_timeout: Duration::from_secs(30),
             list_limit_max: 1000,
+            tokens: Vec::new(),
+            tokens_file: None,
+            insecure: false,
+            tls: None,
+            cors_origins: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
+}
+
+/// One API client's credential: who it is, what it may do, and the token's SHA-256 (hex).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: ApiRole,
+    pub sha256: String,
+}
+
+/// What a token may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiRole {
+    /// Reads, the change feed, status, peers, cluster status, metrics.
+    Read,
+    /// Document writes, raw changes, transactions.
+    Write,
+    /// Snapshots, rollback, cluster membership.
+    Admin,
+}
+
+/// PEM files for serving the API over TLS.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

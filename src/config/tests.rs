@@ -360,3 +360,25 @@ fn a_configuration_file_above_the_size_limit_is_refused_before_parsing() {
     let fits = "# padding\n".repeat(CONFIG_FILE_BYTES_MAX / 10 - 1);
     assert_eq!(load_str(&fits, &[]).expect("loads"), Config::default());
 }
+
+#[test]
+fn api_access_settings_are_checked_without_echoing_secrets() {
+    let text = "api:\n  tokens:\n    - {name: ci, role: write, sha256: smt_plaintext_token}\n    \
+                - {name: ci, role: read, sha256: 0000000000000000000000000000000000000000000000000000000000000000}\n  \
+                cors_origins: ['https://app.example/', '*']\n  max_connections: 0\n";
+    let err = Config::from_yaml_str(text, "c.yaml").expect_err("refused");
+    let keys: Vec<_> = err.problems().iter().filter_map(|p| p.key.clone()).collect();
+    assert_eq!(
+        keys,
+        ["api.tokens[0]", "api.tokens[1].name", "api.cors_origins[0]", "api.cors_origins[1]", "api.max_connections"]
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("the token's SHA-256, not the token"), "{msg}");
+    assert!(!msg.contains("smt_plaintext_token"), "a pasted token is not echoed: {msg}");
+}
+
+#[test]
+fn a_role_outside_read_write_admin_is_refused() {
+    let msg = err_text(Config::from_yaml_str("api:\n  tokens:\n    - {name: x, role: root, sha256: ab}\n", "c.yaml"));
+    assert!(msg.contains("api.tokens"), "{msg}");
+}

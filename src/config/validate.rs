@@ -15,7 +15,7 @@ use libp2p_identity::PeerId;
 
 use super::duration;
 use super::error::{ConfigError, ConfigProblem};
-use super::schema::{Config, Consensus, NamespacePolicy, GIB, KIB, MIB};
+use super::schema::{ApiConfig, ApiToken, Config, Consensus, NamespacePolicy, GIB, KIB, MIB};
 
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     let mut c = Checks::default();
@@ -92,6 +92,77 @@ fn node_and_api(c: &mut Checks, config: &Config) {
     c.range("api.max_body_bytes", api.max_body_bytes, KIB..=256 * MIB);
     c.positive("api.request_timeout", api.request_timeout);
     c.range("api.list_limit_max", api.list_limit_max, 1..=100_000);
+    api_access(c, api);
+}
+
+/// Token entries, TLS files, CORS origins and connection limits. Whether a non-loopback
+/// `listen` is protected is decided at startup, once `tokens_file` has been read.
+fn api_access(c: &mut Checks, api: &ApiConfig) {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, token) in api.tokens.iter().enumerate() {
+        let key = format!("api.tokens[{i}]");
+        if let Err(problem) = check_token_entry(token) {
+            c.fail(key.clone(), problem);
+        }
+        if !names.insert(token.name.as_str()) {
+            c.fail(format!("{key}.name"), format!("`{}` is used by an earlier token", token.name));
+        }
+    }
+    if api.tokens_file.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
+        c.fail("api.tokens_file", "must not be empty; use null for no file");
+    }
+    if let Some(tls) = &api.tls {
+        if tls.cert_file.as_os_str().is_empty() {
+            c.fail("api.tls.cert_file", "must name a PEM certificate file");
+        }
+        if tls.key_file.as_os_str().is_empty() {
+            c.fail("api.tls.key_file", "must name a PEM private key file");
+        }
+    }
+    for (i, origin) in api.cors_origins.iter().enumerate() {
+        let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        let valid = host.is_some_and(|host| {
+            !host.is_empty() && !host.contains(|ch: char| ch == '/' || ch.is_whitespace() || ch.is_control())
+        });
+        if !valid {
+            c.fail(
+                format!("api.cors_origins[{i}]"),
+                format!("`{origin}` is not an origin; expected scheme://host[:port] without a path, e.g. https://app.example"),
+            );
+        }
+    }
+    c.duration(
+        "api.header_read_timeout",
+        api.header_read_timeout,
+        Duration::from_millis(100)..=Duration::from_secs(300),
+    );
+    c.duration(
+        "api.tls_handshake_timeout",
+        api.tls_handshake_timeout,
+        Duration::from_millis(100)..=Duration::from_secs(300),
+    );
+    c.range("api.max_connections", api.max_connections, 1..=1_000_000);
+}
+
+/// One token entry's problem, if any: a usable name and a SHA-256 in hex. Shared with the
+/// tokens file, whose entries are checked when it is read.
+pub(crate) fn check_token_entry(token: &ApiToken) -> Result<(), String> {
+    let name_ok = (1..=64).contains(&token.name.len())
+        && token.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-' | '@'));
+    if !name_ok {
+        return Err(format!("name `{}` must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.`, `-` or `@`", token.name));
+    }
+    if token.name == "anonymous" {
+        return Err("`anonymous` names requests on an open API; pick another name".to_string());
+    }
+    if token.sha256.len() != 64 || !token.sha256.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        // Perhaps the token itself was pasted here: do not echo it.
+        return Err(format!(
+            "sha256 must be 64 hex characters (the token's SHA-256, not the token); got {} characters",
+            token.sha256.chars().count()
+        ));
+    }
+    Ok(())
 }
 
 fn p2p(c: &mut Checks, config: &Config) {

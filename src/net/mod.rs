@@ -114,13 +114,9 @@ impl Network {
             sync_timeout: SYNC_TIMEOUT,
             mdns: p2p.mdns,
         };
-        let mut swarm = transport::build_swarm(
-            node.identity().keypair().clone(),
-            admission.psk.clone(),
-            &settings,
-            p2p.idle_timeout,
-        )
-        .map_err(NetError::Setup)?;
+        let mut swarm =
+            transport::build_swarm(node.identity().keypair().clone(), admission.psk, &settings, p2p.idle_timeout)
+                .map_err(NetError::Setup)?;
         let topic = gossipsub::IdentTopic::new(GOSSIP_TOPIC);
         swarm
             .behaviour_mut()

@@ -37,6 +37,12 @@ pub struct DocEntry {
 }
 
 impl DocEntry {
+    /// Whether the stored document is large enough that Automerge work on it is heavy
+    /// (see [`super::cpu_work`]).
+    pub fn is_large(&self) -> bool {
+        self.saved_bytes + self.appended_bytes >= super::CPU_HEAVY_BYTES
+    }
+
     /// A change to `doc` was queued at feed position `pos`, leaving it at `version`.
     pub fn queued(&mut self, pos: FeedPos, version: Version) {
         self.last_pos = pos;

@@ -6,9 +6,11 @@
 //! writes a *new* change restoring an older state, so history is never rewritten and the
 //! rollback replicates like any other write.
 
+use std::sync::Arc;
+
 use automerge::ChangeHash;
 use serde::Serialize;
-use statemesh_protocol::{ChangeKind, DocKey, Version};
+use statemesh_protocol::{ChangeKind, CommitMessage, DocKey, Version};
 
 use super::change_index::{self, ChangeRef};
 use super::{Node, NodeError, Precondition, WriteResult};
@@ -25,6 +27,11 @@ pub struct HistoryEntry {
     pub actor_seq: u64,
     pub time_ms: i64,
     pub message: Option<String>,
+    /// The kind of write, read from a statemesh commit message (`None` for other messages).
+    pub kind: Option<ChangeKind>,
+    /// Who made the change, as its origin recorded it (the API token's name, `anonymous`);
+    /// `None` when not recorded (changes from before authorship, raw Automerge changes).
+    pub author: Option<String>,
     /// The logged change that carried it here (`origin:seq`), when known to this node.
     pub change: Option<String>,
     pub origin: Option<String>,
@@ -82,12 +89,18 @@ impl Node {
                     .iter()
                     .skip(start)
                     .take(limit)
-                    .map(|meta| HistoryEntry {
+                    .map(|meta| {
+                        let parsed = meta.message.as_deref().and_then(CommitMessage::parse);
+                        (meta, parsed.map(|m| m.kind), parsed.and_then(|m| m.author).map(str::to_string))
+                    })
+                    .map(|(meta, kind, author)| HistoryEntry {
                         hash: hex::encode(meta.hash.0),
                         actor: meta.actor.to_hex_string(),
                         actor_seq: meta.seq,
                         time_ms: meta.timestamp,
                         message: meta.message.as_ref().map(|m| m.to_string()),
+                        kind,
+                        author,
                         change: None,
                         origin: None,
                         seq: None,
@@ -120,7 +133,19 @@ impl Node {
         target: &RollbackTarget,
         pre: &Precondition,
     ) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Rollback, |doc, rules, now, bound| {
+        self.rollback_by(key, target, pre, None).await
+    }
+
+    /// [`Node::rollback`] recording `author` in the change.
+    pub async fn rollback_by(
+        &self,
+        key: &DocKey,
+        target: &RollbackTarget,
+        pre: &Precondition,
+        author: Option<Arc<str>>,
+    ) -> Result<WriteResult, NodeError> {
+        let written_by = author.clone();
+        self.write(key, pre, ChangeKind::Rollback, author, |doc, rules, now, bound| {
             if !doc.exists() && doc.change_count() == 0 {
                 return Err(NodeError::NotFound(key.to_string()));
             }
@@ -136,7 +161,7 @@ impl Node {
             };
             let old = doc.to_json_at(&version)?;
             *bound = Some(rules.check(&key.namespace, &old)?);
-            Ok(doc.rollback_to(&version, now)?)
+            Ok(doc.rollback_to_by(&version, now, written_by.as_deref())?)
         })
         .await
     }

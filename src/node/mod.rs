@@ -313,12 +313,24 @@ impl Node {
 
     /// Replaces the document's JSON content (creating it if needed).
     pub async fn put(&self, key: &DocKey, body: &Value, pre: &Precondition) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Put, |doc, rules, now, bound| {
+        self.put_by(key, body, pre, None).await
+    }
+
+    /// [`Node::put`] recording `author` (the API caller) in the change.
+    pub async fn put_by(
+        &self,
+        key: &DocKey,
+        body: &Value,
+        pre: &Precondition,
+        author: Option<Arc<str>>,
+    ) -> Result<WriteResult, NodeError> {
+        let written_by = author.clone();
+        self.write(key, pre, ChangeKind::Put, author, |doc, rules, now, bound| {
             if !body.is_object() {
                 return Err(statemesh_protocol::DocError::RootNotObject.into());
             }
             let size = rules.check(&key.namespace, body)?;
-            let outcome = doc.put(body, now)?;
+            let outcome = cpu_work(size >= CPU_HEAVY_BYTES, || doc.put_by(body, now, written_by.as_deref()))?;
             *bound = Some(size);
             Ok(outcome)
         })
@@ -327,13 +339,26 @@ impl Node {
 
     /// Applies an RFC 7386 merge patch (creating the document if needed).
     pub async fn patch(&self, key: &DocKey, patch: &Value, pre: &Precondition) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Patch, |doc, rules, now, bound| {
+        self.patch_by(key, patch, pre, None).await
+    }
+
+    /// [`Node::patch`] recording `author` in the change.
+    pub async fn patch_by(
+        &self,
+        key: &DocKey,
+        patch: &Value,
+        pre: &Precondition,
+        author: Option<Arc<str>>,
+    ) -> Result<WriteResult, NodeError> {
+        let written_by = author.clone();
+        self.write(key, pre, ChangeKind::Patch, author, |doc, rules, now, bound| {
             if !patch.is_object() {
                 return Err(statemesh_protocol::DocError::RootNotObject.into());
             }
             let mut new_bound = *bound;
             rules.check_patch(&key.namespace, doc, patch, &mut new_bound)?;
-            let outcome = doc.merge_patch(patch, now)?;
+            let heavy = new_bound.is_some_and(|bytes| bytes >= CPU_HEAVY_BYTES);
+            let outcome = cpu_work(heavy, || doc.merge_patch_by(patch, now, written_by.as_deref()))?;
             *bound = new_bound;
             Ok(outcome)
         })
@@ -342,11 +367,22 @@ impl Node {
 
     /// Deletes the document (a tombstone change; history is kept).
     pub async fn delete(&self, key: &DocKey, pre: &Precondition) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Delete, |doc, _, now, bound| {
+        self.delete_by(key, pre, None).await
+    }
+
+    /// [`Node::delete`] recording `author` in the change.
+    pub async fn delete_by(
+        &self,
+        key: &DocKey,
+        pre: &Precondition,
+        author: Option<Arc<str>>,
+    ) -> Result<WriteResult, NodeError> {
+        let written_by = author.clone();
+        self.write(key, pre, ChangeKind::Delete, author, |doc, _, now, bound| {
             if !doc.exists() {
                 return Err(NodeError::NotFound(key.to_string()));
             }
-            let outcome = doc.delete(now)?;
+            let outcome = doc.delete_by(now, written_by.as_deref())?;
             *bound = Some(2);
             Ok(outcome)
         })
@@ -360,11 +396,14 @@ impl Node {
         bytes: &[u8],
         pre: &Precondition,
     ) -> Result<WriteResult, NodeError> {
-        self.write(key, pre, ChangeKind::Automerge, |doc, rules, _, bound| {
+        // The changes are the client's own, messages included: the node records no author.
+        self.write(key, pre, ChangeKind::Automerge, None, |doc, rules, _, bound| {
             let mut size = *bound;
-            let outcome = doc.apply_raw(bytes, |candidate| {
-                size = Some(rules.check(&key.namespace, &candidate.to_json())?);
-                Ok::<(), NodeError>(())
+            let outcome = cpu_work(bytes.len() >= CPU_HEAVY_BYTES / 4, || {
+                doc.apply_raw(bytes, |candidate| {
+                    size = Some(rules.check(&key.namespace, &candidate.to_json())?);
+                    Ok::<(), NodeError>(())
+                })
             })?;
             *bound = size;
             Ok(outcome)
@@ -431,7 +470,7 @@ impl Node {
         let (result, seen) = {
             let mut guard = entry.lock();
             self.ensure_loaded(key, &mut guard)?;
-            (read(&guard), guard.last_pos)
+            (cpu_work(guard.is_large(), || read(&guard)), guard.last_pos)
         };
         self.inner.sequencer.wait_durable(seen).await?;
         result
@@ -587,3 +626,23 @@ fn read_u64(storage: &dyn Storage, key: &[u8]) -> Result<u64, StorageError> {
 mod remote_tests;
 #[cfg(test)]
 mod tests;
+
+/// JSON or stored document bytes from which Automerge work counts as heavy (see
+/// [`cpu_work`]).
+pub(crate) const CPU_HEAVY_BYTES: usize = 64 * 1024;
+
+/// Runs document work without stalling the async workers that serve every other request,
+/// when it is `heavy` (Automerge on a large document or a large input: reconciling a put,
+/// applying a patch or raw changes, rendering JSON or history). On a multi-threaded runtime
+/// the worker then hands its queued tasks to another thread for the duration
+/// (`block_in_place`), which keeps the borrowed state and locks and copies nothing. Light
+/// work, most writes and reads, runs inline: the hand-over costs more than it saves there.
+/// A current-thread runtime (tests, the simulator) has no other worker to protect.
+pub(crate) fn cpu_work<T>(heavy: bool, work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if heavy && handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}

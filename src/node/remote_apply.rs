@@ -148,6 +148,7 @@ impl Node {
                     time_ms: record.time_ms,
                     version: version_text.clone(),
                     exists,
+                    author: super::change_index::author(&record.changes),
                 });
                 self.received_change_ops(record, &event, &mut ops);
                 events.push(event);

@@ -220,6 +220,7 @@ mod tests {
                 time_ms,
                 version: String::new(),
                 exists: true,
+                author: None,
             };
             let record = ChangeRecord { id, doc: doc.clone(), kind: ChangeKind::Patch, time_ms, changes: Vec::new() };
             batch.put(Family::Feed, feed_key(n), event.encode());

@@ -178,7 +178,7 @@ impl Node {
         };
         let key = &snap.key;
         let result = self
-            .write(key, &Precondition::None, ChangeKind::Restore, |doc, rules, now, bound| {
+            .write(key, &Precondition::None, ChangeKind::Restore, None, |doc, rules, now, bound| {
                 // Work on a copy: if the second step fails, the document is left as it was.
                 let mut candidate = doc.clone();
                 let merged = candidate.apply_raw(&snap.automerge, |_| Ok::<(), NodeError>(()))?;

@@ -116,6 +116,7 @@ impl Node {
                     time_ms: now,
                     version: version.to_string(),
                     exists,
+                    author: None,
                 });
                 ops.extend(self.feed_op(&event));
                 PendingWrite {

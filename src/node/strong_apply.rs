@@ -100,6 +100,7 @@ impl Node {
                     time_ms: record.time_ms,
                     version: version.to_string(),
                     exists: *exists,
+                    author: super::change_index::author(&record.changes),
                 });
                 self.received_change_ops(record, &event, &mut ops);
                 stored_records.push(record.id.clone());

@@ -16,7 +16,7 @@ use super::change_index::{self, ChangeRef};
 use super::committer::PendingWrite;
 use super::doc_cache::DocEntry;
 use super::feed_event::{feed_key, FeedEvent, FeedPos};
-use super::{DocMeta, NamespaceRules, Node, NodeError, Precondition, WriteResult, COMPACT_TAIL_BYTES_MIN};
+use super::{cpu_work, DocMeta, NamespaceRules, Node, NodeError, Precondition, WriteResult, COMPACT_TAIL_BYTES_MIN};
 use crate::clock::now_ms;
 use crate::storage::{BatchOp, Family};
 
@@ -24,12 +24,22 @@ use crate::storage::{BatchOp, Family};
 pub(super) struct PreparedChange {
     pub key: DocKey,
     pub kind: ChangeKind,
+    /// Who made the change (the API caller), for its feed event.
+    pub author: Option<Arc<str>>,
     pub time_ms: i64,
     pub outcome: WriteOutcome,
     pub existed: bool,
     pub exists: bool,
     /// Mutations that do not depend on the change's seq or feed position.
     pub ops: Vec<BatchOp>,
+}
+
+impl PreparedChange {
+    /// The change as made by `author`.
+    pub fn by(mut self, author: Option<Arc<str>>) -> Self {
+        self.author = author;
+        self
+    }
 }
 
 impl Node {
@@ -39,6 +49,7 @@ impl Node {
         key: &DocKey,
         pre: &Precondition,
         kind: ChangeKind,
+        author: Option<Arc<str>>,
         op: impl FnOnce(&mut Document, &NamespaceRules, i64, &mut Option<usize>) -> Result<WriteOutcome, NodeError>,
     ) -> Result<WriteResult, NodeError> {
         let inner = &self.inner;
@@ -49,21 +60,24 @@ impl Node {
             let mut guard = entry.lock();
             let entry = &mut *guard;
             self.ensure_loaded(key, entry)?;
-            let DocEntry { doc: Some(doc), json_bytes_bound, .. } = entry else {
-                return Err(NodeError::NotFound(key.to_string()));
-            };
-            let existed = doc.exists();
-            pre.check(doc)?;
-            let now = now_ms();
-            let outcome = op(doc, rules, now, json_bytes_bound)?;
-            if outcome.is_noop() {
-                (WriteResult { version: outcome.version, change: None, created: false }, entry.last_pos)
-            } else {
-                let prepared = self.prepare(key, entry, kind, now, existed, outcome);
-                let (mut results, last_pos) = self.submit_group(vec![prepared], &mut [entry])?;
-                let result = results.pop().ok_or(NodeError::ShuttingDown)?;
-                (result, last_pos)
-            }
+            // A large document makes every step heavy: the edit, the JSON checks, a resave.
+            cpu_work(entry.is_large(), || -> Result<_, NodeError> {
+                let DocEntry { doc: Some(doc), json_bytes_bound, .. } = entry else {
+                    return Err(NodeError::NotFound(key.to_string()));
+                };
+                let existed = doc.exists();
+                pre.check(doc)?;
+                let now = now_ms();
+                let outcome = op(doc, rules, now, json_bytes_bound)?;
+                Ok(if outcome.is_noop() {
+                    (WriteResult { version: outcome.version, change: None, created: false }, entry.last_pos)
+                } else {
+                    let prepared = self.prepare(key, entry, kind, now, existed, outcome).by(author);
+                    let (mut results, last_pos) = self.submit_group(vec![prepared], &mut [entry])?;
+                    let result = results.pop().ok_or(NodeError::ShuttingDown)?;
+                    (result, last_pos)
+                })
+            })?
         };
         inner.sequencer.wait_durable(wait_for).await?;
         Ok(result)
@@ -83,7 +97,7 @@ impl Node {
         let meta = DocMeta::new(exists, &outcome.version, now, changes as u64);
         let mut ops = self.document_ops(key, entry, &outcome.changes);
         ops.push(BatchOp::Put { family: Family::DocMeta, key: key.to_storage_key(), value: meta.encode() });
-        PreparedChange { key: key.clone(), kind, time_ms: now, outcome, existed, exists, ops }
+        PreparedChange { key: key.clone(), kind, author: None, time_ms: now, outcome, existed, exists, ops }
     }
 
     /// Numbers the prepared changes and queues them as one atomic unit. `entries[i]` is the
@@ -115,6 +129,7 @@ impl Node {
                     time_ms: change.time_ms,
                     version: version.to_string(),
                     exists: change.exists,
+                    author: change.author,
                 });
                 ops.extend(change.ops);
                 let record = ChangeRecord {

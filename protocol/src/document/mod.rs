@@ -6,13 +6,15 @@
 //! touch only what differs, which keeps concurrent edits to different fields independent.
 //!
 //! Deletion is a change too (it clears the root and carries the
-//! [`ChangeKind::Delete`] commit message). A document *exists* when it has changes and not
+//! [`ChangeKind::Delete`] commit message, see [`CommitMessage`]). A document *exists* when it has changes and not
 //! every head is a deletion: a write concurrent with a delete therefore wins, and every
 //! replica holding the same changes reaches the same verdict.
 //!
 //! Time enters only through the `now_ms` arguments, stored as the Automerge change timestamp.
+//! The `_by` writes also record who made the change (the API caller) in its commit message.
 
 mod chunks;
+mod commit_message;
 mod json_view;
 mod merge_patch;
 mod reconcile;
@@ -24,6 +26,7 @@ use serde_json::Value;
 use crate::change_log::ChangeKind;
 use crate::version::Version;
 
+pub use commit_message::{is_deletion, CommitMessage};
 pub use merge_patch::merge_patch_json;
 
 /// Why a document operation was refused. Nothing is changed when one is returned.
@@ -154,9 +157,7 @@ impl Document {
     pub fn exists_at(&self, version: &Version) -> bool {
         !version.is_empty()
             && !version.heads().iter().all(|head| {
-                self.doc
-                    .get_change_meta_by_hash(head)
-                    .is_none_or(|meta| meta.message.as_deref() == Some(ChangeKind::Delete.commit_message()))
+                self.doc.get_change_meta_by_hash(head).is_none_or(|meta| is_deletion(meta.message.as_deref()))
             })
     }
 
@@ -202,38 +203,75 @@ impl Document {
 
     /// Replaces the whole JSON content with `body` (an object).
     pub fn put(&mut self, body: &Value, now_ms: i64) -> Result<WriteOutcome, DocError> {
-        self.put_as(body, ChangeKind::Put, now_ms)
+        self.put_by(body, now_ms, None)
+    }
+
+    /// [`Document::put`] recording `author`.
+    pub fn put_by(&mut self, body: &Value, now_ms: i64, author: Option<&str>) -> Result<WriteOutcome, DocError> {
+        self.put_as(body, ChangeKind::Put, now_ms, author)
     }
 
     /// Restores the content the document had at `version`, as a new change.
     pub fn rollback_to(&mut self, version: &Version, now_ms: i64) -> Result<WriteOutcome, DocError> {
+        self.rollback_to_by(version, now_ms, None)
+    }
+
+    /// [`Document::rollback_to`] recording `author`.
+    pub fn rollback_to_by(
+        &mut self,
+        version: &Version,
+        now_ms: i64,
+        author: Option<&str>,
+    ) -> Result<WriteOutcome, DocError> {
         let old = self.to_json_at(version)?;
-        self.put_as(&old, ChangeKind::Rollback, now_ms)
+        self.put_as(&old, ChangeKind::Rollback, now_ms, author)
     }
 
     /// Sets the content to `body` as a [`ChangeKind::Restore`] change (snapshot restore).
     pub fn restore(&mut self, body: &Value, now_ms: i64) -> Result<WriteOutcome, DocError> {
-        self.put_as(body, ChangeKind::Restore, now_ms)
+        self.put_as(body, ChangeKind::Restore, now_ms, None)
     }
 
-    fn put_as(&mut self, body: &Value, kind: ChangeKind, now_ms: i64) -> Result<WriteOutcome, DocError> {
+    fn put_as(
+        &mut self,
+        body: &Value,
+        kind: ChangeKind,
+        now_ms: i64,
+        author: Option<&str>,
+    ) -> Result<WriteOutcome, DocError> {
         let Value::Object(fields) = body else {
             return Err(DocError::RootNotObject);
         };
-        self.write(kind, now_ms, |tx| reconcile::map(tx, &ROOT, fields, 0))
+        self.write(CommitMessage { kind, author }, now_ms, |tx| reconcile::map(tx, &ROOT, fields, 0))
     }
 
     /// Applies an RFC 7386 merge patch; the patch must be an object.
     pub fn merge_patch(&mut self, patch: &Value, now_ms: i64) -> Result<WriteOutcome, DocError> {
+        self.merge_patch_by(patch, now_ms, None)
+    }
+
+    /// [`Document::merge_patch`] recording `author`.
+    pub fn merge_patch_by(
+        &mut self,
+        patch: &Value,
+        now_ms: i64,
+        author: Option<&str>,
+    ) -> Result<WriteOutcome, DocError> {
         let Value::Object(fields) = patch else {
             return Err(DocError::RootNotObject);
         };
-        self.write(ChangeKind::Patch, now_ms, |tx| merge_patch::apply(tx, &ROOT, fields, 0))
+        let message = CommitMessage { kind: ChangeKind::Patch, author };
+        self.write(message, now_ms, |tx| merge_patch::apply(tx, &ROOT, fields, 0))
     }
 
     /// Deletes the document: clears its content with a tombstone change. History is kept.
     pub fn delete(&mut self, now_ms: i64) -> Result<WriteOutcome, DocError> {
-        self.write(ChangeKind::Delete, now_ms, |tx| {
+        self.delete_by(now_ms, None)
+    }
+
+    /// [`Document::delete`] recording `author`.
+    pub fn delete_by(&mut self, now_ms: i64, author: Option<&str>) -> Result<WriteOutcome, DocError> {
+        self.write(CommitMessage { kind: ChangeKind::Delete, author }, now_ms, |tx| {
             let keys: Vec<String> = tx.keys(ROOT).collect();
             for key in keys {
                 tx.delete(ROOT, key)?;
@@ -242,19 +280,22 @@ impl Document {
         })
     }
 
-    /// Runs `edit` in one transaction committed as a change of `kind`.
+    /// Runs `edit` in one transaction committed as a change with `message` (its kind and
+    /// author).
     ///
     /// An edit that changes nothing yields no change, except that a write of any kind to a
     /// document that does not exist (or a delete of one that does) always leaves a change,
     /// because existence is itself part of the state.
     fn write(
         &mut self,
-        kind: ChangeKind,
+        message: CommitMessage<'_>,
         now_ms: i64,
         edit: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), DocError>,
     ) -> Result<WriteOutcome, DocError> {
         let existed = self.exists();
-        let options = || CommitOptions::default().with_message(kind.commit_message()).with_time(now_ms);
+        let kind = message.kind;
+        // Automerge keeps the message as a String anyway: rendering it is that one allocation.
+        let options = || CommitOptions::default().with_message(message.render()).with_time(now_ms);
         let mut tx = self.doc.transaction();
         if let Err(error) = edit(&mut tx) {
             tx.rollback();
@@ -354,10 +395,9 @@ impl Document {
 fn heads_exist(doc: &Automerge) -> bool {
     let heads = doc.get_heads();
     !heads.is_empty()
-        && !heads.iter().all(|head| {
-            doc.get_change_meta_by_hash(head)
-                .is_some_and(|meta| meta.message.as_deref() == Some(ChangeKind::Delete.commit_message()))
-        })
+        && !heads
+            .iter()
+            .all(|head| doc.get_change_meta_by_hash(head).is_some_and(|meta| is_deletion(meta.message.as_deref())))
 }
 
 /// Runs Automerge on bytes from outside the node, turning a panic inside Automerge into an

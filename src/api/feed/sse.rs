@@ -35,8 +35,8 @@ pub const STREAM_PAGE: usize = 256;
 /// (the tail's reader is only a cache; a stream never depends on it to make progress).
 const TAIL_PATIENCE: Duration = Duration::from_secs(2);
 
-/// The event JSON, written directly: the same document as [`FeedEvent::to_json`] (keys in
-/// the same order) without building a `Value` for every message.
+/// The event JSON, written directly: the same document as [`FeedEvent::to_json`] without
+/// building a `Value` for every message.
 #[derive(Serialize)]
 struct EventJson<'a> {
     cursor: FeedPos,
@@ -48,6 +48,8 @@ struct EventJson<'a> {
     namespace: &'a str,
     time_ms: i64,
     version: &'a str,
+    /// Last, so the cursor opens every message as before authorship.
+    author: Option<&'a str>,
 }
 
 fn as_text<S: Serializer>(id: &&ChangeId, serializer: S) -> Result<S::Ok, S::Error> {
@@ -64,6 +66,7 @@ fn event_json(event: &FeedEvent) -> String {
         namespace: event.doc.namespace.as_str(),
         time_ms: event.time_ms,
         version: &event.version,
+        author: event.author.as_deref(),
     };
     serde_json::to_string(&json).unwrap_or_else(|_| event.to_json().to_string())
 }
@@ -362,6 +365,7 @@ mod tests {
             time_ms: 1_700_000_000_000,
             version: "ab.cd".to_string(),
             exists: false,
+            author: Some("ops".into()),
         };
         let encoded: serde_json::Value = serde_json::from_str(&event_json(&event)).expect("valid JSON");
         assert_eq!(encoded, event.to_json());

@@ -246,6 +246,7 @@ mod tests {
             time_ms: 0,
             version: "0".to_string(),
             exists: true,
+            author: None,
         };
         Frame { message: Bytes::from(format!("<{pos}>")), event }
     }

@@ -7,6 +7,7 @@
 //! visible or stored.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use automerge::ActorId;
 use parking_lot::MutexGuard;
@@ -14,7 +15,7 @@ use serde_json::Value;
 use statemesh_protocol::{ChangeKind, DocKey, Document, WriteOutcome};
 
 use super::super::doc_cache::DocEntry;
-use super::super::{NamespaceRules, Node, NodeError, WriteResult};
+use super::super::{cpu_work, NamespaceRules, Node, NodeError, WriteResult, CPU_HEAVY_BYTES};
 use crate::clock::now_ms;
 
 /// One write inside a transaction.
@@ -52,6 +53,8 @@ pub struct AtomicView<'a> {
     now: i64,
     /// Working copies write as this actor instead of the node's (the strong path's cluster).
     actor: Option<ActorId>,
+    /// Who the section's changes are recorded as made by.
+    author: Option<Arc<str>>,
 }
 
 impl AtomicView<'_> {
@@ -79,7 +82,7 @@ impl AtomicView<'_> {
             self.working.insert(key.clone(), Working { doc, existed, kind: op.kind(), written });
         }
         let working = self.working.get_mut(key).ok_or_else(|| NodeError::NotFound(key.to_string()))?;
-        let outcome = apply_op(&mut working.doc, key, op, rules, self.now)?;
+        let outcome = apply_op(&mut working.doc, key, op, rules, self.now, self.author.as_deref())?;
         working.kind = op.kind();
         working.written.absorb(outcome);
         Ok(())
@@ -93,27 +96,28 @@ fn apply_op(
     op: &TxnOp,
     rules: &NamespaceRules,
     now: i64,
+    author: Option<&str>,
 ) -> Result<WriteOutcome, NodeError> {
     match op {
         TxnOp::Put(body) => {
             if !body.is_object() {
                 return Err(statemesh_protocol::DocError::RootNotObject.into());
             }
-            rules.check(&key.namespace, body)?;
-            Ok(doc.put(body, now)?)
+            let size = rules.check(&key.namespace, body)?;
+            Ok(cpu_work(size >= CPU_HEAVY_BYTES, || doc.put_by(body, now, author))?)
         }
         TxnOp::Patch(patch) => {
             if !patch.is_object() {
                 return Err(statemesh_protocol::DocError::RootNotObject.into());
             }
             rules.check(&key.namespace, &doc.preview_merge_patch(patch))?;
-            Ok(doc.merge_patch(patch, now)?)
+            Ok(doc.merge_patch_by(patch, now, author)?)
         }
         TxnOp::Delete => {
             if !doc.exists() {
                 return Err(NodeError::NotFound(key.to_string()));
             }
-            Ok(doc.delete(now)?)
+            Ok(doc.delete_by(now, author)?)
         }
     }
 }
@@ -124,6 +128,7 @@ impl Node {
     pub(crate) async fn atomic<T>(
         &self,
         keys: &BTreeSet<DocKey>,
+        author: Option<Arc<str>>,
         body: impl FnOnce(&mut AtomicView<'_>) -> Result<T, NodeError>,
     ) -> Result<(T, BTreeMap<DocKey, WriteResult>), NodeError> {
         for key in keys {
@@ -143,8 +148,16 @@ impl Node {
                 observed = observed.max(guard.last_pos);
                 entries.insert(key.clone(), guard);
             }
-            let mut view = AtomicView { node: self, entries, working: BTreeMap::new(), now: now_ms(), actor: None };
-            let value = body(&mut view)?;
+            let heavy = entries.values().any(|entry| entry.is_large());
+            let mut view = AtomicView {
+                node: self,
+                entries,
+                working: BTreeMap::new(),
+                now: now_ms(),
+                actor: None,
+                author: author.clone(),
+            };
+            let value = cpu_work(heavy, || body(&mut view))?;
             let AtomicView { mut entries, working, now, .. } = view;
             let mut prepared = Vec::new();
             let mut touched = Vec::new();
@@ -154,7 +167,9 @@ impl Node {
                 }
                 let Some(entry) = entries.get_mut(&key) else { continue };
                 entry.doc = Some(working.doc);
-                prepared.push(self.prepare(&key, entry, working.kind, now, working.existed, working.written));
+                prepared.push(
+                    self.prepare(&key, entry, working.kind, now, working.existed, working.written).by(author.clone()),
+                );
                 touched.push(key);
             }
             let mut locked: Vec<&mut DocEntry> = Vec::new();
@@ -215,7 +230,9 @@ impl Node {
             entries.insert(key.clone(), guard);
         }
         let now = now_ms();
-        let mut view = AtomicView { node: self, entries, working: BTreeMap::new(), now, actor: Some(actor.clone()) };
+        // The strong path's planned changes carry no author yet (its command would need one).
+        let mut view =
+            AtomicView { node: self, entries, working: BTreeMap::new(), now, actor: Some(actor.clone()), author: None };
         let value = body(&mut view)?;
         let mut writes = Vec::new();
         let mut reads = Vec::new();

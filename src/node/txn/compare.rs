@@ -3,6 +3,8 @@
 //! All compares are evaluated and the chosen branch applied inside one atomic section, so
 //! the decision and the writes see the same state and nothing else interleaves.
 
+use std::sync::Arc;
+
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
@@ -174,10 +176,11 @@ impl Node {
         compares: &[Compare],
         success: &[TxnStep],
         failure: &[TxnStep],
+        author: Option<Arc<str>>,
     ) -> Result<OnceOutcome, NodeError> {
         let keys = txn_keys(compares, success, failure);
         let ((succeeded, results), changed) =
-            self.atomic(&keys, |view| run_once(view, compares, success, failure)).await?;
+            self.atomic(&keys, author, |view| run_once(view, compares, success, failure)).await?;
         let changed = changed
             .into_iter()
             .map(|(key, result)| changed_entry(&key, &result.version.to_string(), result.change.map(|c| c.to_string())))

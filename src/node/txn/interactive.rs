@@ -301,12 +301,16 @@ impl Node {
 
     /// Validates and applies transaction `id` atomically; it is closed either way.
     pub async fn txn_commit(&self, id: &str) -> Result<Vec<(DocKey, super::super::WriteResult)>, NodeError> {
-        self.txn_commit_set(self.txn_take(id)?).await
+        self.txn_commit_set(self.txn_take(id)?, None).await
     }
 
     /// Validates and applies a closed transaction atomically, on this node.
-    pub async fn txn_commit_set(&self, set: CommitSet) -> Result<Vec<(DocKey, super::super::WriteResult)>, NodeError> {
-        let ((), results) = self.atomic(&set.keys(), |view| set.validate_and_apply(view)).await?;
+    pub async fn txn_commit_set(
+        &self,
+        set: CommitSet,
+        author: Option<std::sync::Arc<str>>,
+    ) -> Result<Vec<(DocKey, super::super::WriteResult)>, NodeError> {
+        let ((), results) = self.atomic(&set.keys(), author, |view| set.validate_and_apply(view)).await?;
         Ok(results.into_iter().collect())
     }
 }

@@ -183,26 +183,17 @@ pub async fn publish_raw_gossip(target: &str, payloads: Vec<Vec<u8>>, linger: Du
     use libp2p::swarm::SwarmEvent;
 
     let addr: libp2p::Multiaddr = target.parse().expect("target multiaddr");
-    let psk = test_cluster_psk();
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_other_transport(|key| {
-            crate::net::authenticated_tcp(key, psk).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-        })
-        .expect("transport")
-        .with_behaviour(|key| {
-            let config = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(200))
-                .build()
-                .expect("gossipsub configuration");
-            gossipsub::Behaviour::<gossipsub::IdentityTransform>::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                config,
-            )
-            .expect("gossipsub")
-        })
-        .expect("behaviour")
-        .build();
+    let mut swarm = hostile_peer(|key| {
+        let config = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(200))
+            .build()
+            .expect("gossipsub configuration");
+        gossipsub::Behaviour::<gossipsub::IdentityTransform>::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            config,
+        )
+        .expect("gossipsub")
+    });
     let topic = gossipsub::IdentTopic::new(crate::net::GOSSIP_TOPIC);
     swarm.behaviour_mut().subscribe(&topic).expect("subscribe");
     swarm.dial(addr).expect("dial");
@@ -229,10 +220,22 @@ pub async fn publish_raw_gossip(target: &str, payloads: Vec<Vec<u8>>, linger: Du
     published
 }
 
-/// The test cluster's key, as the transport takes it.
-fn test_cluster_psk() -> Option<libp2p::pnet::PreSharedKey> {
+/// A swarm of a throwaway identity on the node's own transport, holding the test cluster's
+/// key (a peer the nodes admit), running `behaviour`.
+fn hostile_peer<B: libp2p::swarm::NetworkBehaviour>(
+    behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> libp2p::Swarm<B> {
     let security = crate::config::SecurityConfig { psk: Some(TEST_CLUSTER_KEY.to_string()), ..Default::default() };
-    crate::net::Admission::resolve(&security, Path::new(".")).expect("the test key").psk
+    let psk = crate::net::Admission::resolve(&security, Path::new(".")).expect("the test key").psk;
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            crate::net::authenticated_tcp(key, psk).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
+        .expect("transport")
+        .with_behaviour(|key| behaviour(key))
+        .expect("behaviour")
+        .build()
 }
 
 async fn send_raw(
@@ -249,22 +252,13 @@ async fn send_raw(
 
     let addr: libp2p::Multiaddr = target.parse().expect("target multiaddr");
     let Some(Protocol::P2p(peer)) = addr.iter().last() else { panic!("target has no /p2p/ peer id") };
-    let psk = test_cluster_psk();
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_other_transport(|key| {
-            crate::net::authenticated_tcp(key, psk).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-        })
-        .expect("transport")
-        .with_behaviour(|_| {
-            request_response::Behaviour::with_codec(
-                EnvelopeCodec::new(64 << 20),
-                [(protocol, ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
-            )
-        })
-        .expect("behaviour")
-        .build();
+    let mut swarm = hostile_peer(|_| {
+        request_response::Behaviour::with_codec(
+            EnvelopeCodec::new(64 << 20),
+            [(protocol, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+        )
+    });
     swarm.dial(addr).expect("dial");
     let mut outcomes = Vec::new();
     for payload in payloads {

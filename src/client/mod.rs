@@ -33,6 +33,8 @@ pub enum ClientError {
     Decode(String),
     #[error("cannot use the CA certificate: {0}")]
     CaCertificate(String),
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
 }
 
 impl ClientError {
@@ -150,13 +152,17 @@ impl Client {
             value.set_sensitive(true);
             builder = builder.default_headers(header::HeaderMap::from_iter([(header::AUTHORIZATION, value)]));
         }
-        if let Some(path) = &options.ca_cert {
+        if base.scheme() == "http" {
+            // Plain HTTP never verifies a certificate, so the system's roots are not loaded:
+            // where there are none (a container built FROM scratch), loading them fails.
+            builder = builder.tls_certs_only(Vec::new());
+        } else if let Some(path) = &options.ca_cert {
             let pem = crate::tls::read_ca_pem(path).map_err(|e| ClientError::CaCertificate(e.to_string()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| ClientError::CaCertificate(format!("{}: {e}", path.display())))?;
             builder = builder.tls_certs_merge(certs);
         }
-        let http = builder.build().map_err(|e| ClientError::Decode(e.to_string()))?;
+        let http = builder.build().map_err(|e| ClientError::Setup(e.to_string()))?;
         Ok(Self { base, http })
     }
 

@@ -35,18 +35,25 @@ pub fn key(doc: &DocKey, hash: &ChangeHash) -> Vec<u8> {
     key
 }
 
-/// The hashes of raw change chunks (chunks that do not parse are skipped: they came from the
-/// node's own document and parse by construction).
-pub fn hashes(changes: &[Vec<u8>]) -> Vec<ChangeHash> {
-    changes.iter().filter_map(|bytes| automerge::Change::from_bytes(bytes.clone()).ok()).map(|c| c.hash()).collect()
+/// What the node reads from a received record's changes, parsing each chunk once: their
+/// hashes (for the change index) and the author the origin recorded in the last chunk's
+/// commit message (a logged change is one write, whose chunks share a message; `None` where
+/// none is recorded).
+pub struct ReceivedChanges {
+    pub hashes: Vec<ChangeHash>,
+    pub author: Option<std::sync::Arc<str>>,
 }
 
-/// The author a received change's origin recorded in its commit message (the last chunk's:
-/// a logged change is one write, whose chunks share a message); `None` if none is recorded.
-pub fn author(changes: &[Vec<u8>]) -> Option<std::sync::Arc<str>> {
-    let change = automerge::Change::from_bytes(changes.last()?.clone()).ok()?;
-    let message = change.message()?;
-    statemesh_protocol::CommitMessage::parse(message).and_then(|m| m.author).map(std::sync::Arc::from)
+pub fn read(changes: &[Vec<u8>]) -> ReceivedChanges {
+    let parsed: Vec<automerge::Change> =
+        changes.iter().filter_map(|bytes| automerge::Change::from_bytes(bytes.clone()).ok()).collect();
+    let author = parsed
+        .last()
+        .and_then(automerge::Change::message)
+        .and_then(statemesh_protocol::CommitMessage::parse)
+        .and_then(|message| message.author)
+        .map(std::sync::Arc::from);
+    ReceivedChanges { hashes: parsed.iter().map(automerge::Change::hash).collect(), author }
 }
 
 #[cfg(test)]
@@ -60,9 +67,18 @@ mod tests {
     fn a_received_change_shows_the_author_its_origin_recorded() {
         let mut origin = Document::new(automerge::ActorId::random());
         let authored = origin.put_by(&json!({"a": 1}), 1, Some("ci")).expect("put");
-        assert_eq!(author(&authored.changes).as_deref(), Some("ci"));
+        let received = read(&authored.changes);
+        assert_eq!(received.author.as_deref(), Some("ci"));
+        assert_eq!(
+            received.hashes,
+            authored
+                .changes
+                .iter()
+                .map(|c| automerge::Change::from_bytes(c.clone()).expect("change").hash())
+                .collect::<Vec<_>>()
+        );
         let unknown = origin.merge_patch(&json!({"a": 2}), 2).expect("patch");
-        assert_eq!(author(&unknown.changes), None, "written without an author");
-        assert_eq!(author(&[]), None);
+        assert_eq!(read(&unknown.changes).author, None, "written without an author");
+        assert_eq!(read(&[]).author, None);
     }
 }

@@ -140,6 +140,7 @@ impl Node {
         let submitted = inner.sequencer.submit(0, count, |numbers| {
             let mut events = Vec::with_capacity(count);
             for (i, record) in accepted.iter().enumerate() {
+                let received = super::change_index::read(&record.changes);
                 let event = Arc::new(FeedEvent {
                     pos: numbers.first_pos + i as u64,
                     change: record.id.clone(),
@@ -148,9 +149,9 @@ impl Node {
                     time_ms: record.time_ms,
                     version: version_text.clone(),
                     exists,
-                    author: super::change_index::author(&record.changes),
+                    author: received.author,
                 });
-                self.received_change_ops(record, &event, &mut ops);
+                self.logged_change_ops(record, &received.hashes, &event, &mut ops);
                 events.push(event);
             }
             PendingWrite {

@@ -92,6 +92,7 @@ impl Node {
         let submitted = inner.sequencer.submit(0, count, |numbers| {
             let mut events = Vec::with_capacity(count);
             for (n, (doc_index, record, version, exists)) in fresh_records.iter().enumerate() {
+                let received = super::change_index::read(&record.changes);
                 let event = Arc::new(FeedEvent {
                     pos: numbers.first_pos + n as u64,
                     change: record.id.clone(),
@@ -100,9 +101,9 @@ impl Node {
                     time_ms: record.time_ms,
                     version: version.to_string(),
                     exists: *exists,
-                    author: super::change_index::author(&record.changes),
+                    author: received.author,
                 });
-                self.received_change_ops(record, &event, &mut ops);
+                self.logged_change_ops(record, &received.hashes, &event, &mut ops);
                 stored_records.push(record.id.clone());
                 positions.push((*doc_index, event.pos, version.clone()));
                 events.push(event);

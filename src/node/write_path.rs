@@ -196,12 +196,6 @@ impl Node {
         });
     }
 
-    /// [`Node::logged_change_ops`] for a record received as bytes, whose change hashes are
-    /// read from the changes themselves.
-    pub(super) fn received_change_ops(&self, record: &ChangeRecord, event: &FeedEvent, ops: &mut Vec<BatchOp>) {
-        self.logged_change_ops(record, &change_index::hashes(&record.changes), event, ops);
-    }
-
     /// The feed event's own mutation, when `history.enabled` keeps events for replay.
     pub(super) fn feed_op(&self, event: &FeedEvent) -> Option<BatchOp> {
         self.inner.history_enabled.then(|| BatchOp::Put {

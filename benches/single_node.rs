@@ -20,6 +20,8 @@ use statemesh::config::Config;
 use statemesh::node::{Node, Precondition};
 use statemesh::protocol::{DocId, DocKey, Namespace};
 
+mod common;
+
 /// The same allocator as the `statemesh` binary, so figures match what a node does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -82,7 +84,7 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
-    let cpu_before = process_cpu();
+    let cpu_before = common::cpu_time(None);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients as u64)
@@ -107,19 +109,7 @@ where
         latencies.extend(task.await.expect("client task"));
     }
     let elapsed = started.elapsed();
-    Run { ops: latencies.len(), elapsed, latencies, cpu: process_cpu().saturating_sub(cpu_before) }
-}
-
-/// CPU time of this process so far, user and system, from `/proc/self/stat` (in the kernel's
-/// fixed 100 Hz `USER_HZ` ticks). The per-update figure it gives is steadier than updates/s
-/// between runs on a shared machine, and says where a core's time goes.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name, which may itself hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    Run { ops: latencies.len(), elapsed, latencies, cpu: common::cpu_time(None).saturating_sub(cpu_before) }
 }
 
 /// The default configuration with any `STATEMESH_*` overrides from the environment, so a

@@ -42,6 +42,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+mod common;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -480,18 +482,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// CPU time (user + system) a process has used so far, from `/proc/{pid}/stat`; zero where
-/// that cannot be read. `pid` `None` is this process, the load driver.
-fn cpu_time(pid: Option<u32>) -> Duration {
-    let path = pid.map_or_else(|| "/proc/self/stat".to_string(), |pid| format!("/proc/{pid}/stat"));
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    // Fields after the parenthesised command name start at the state; utime and stime follow
-    // 11 and 12 places later, in clock ticks (100 per second on Linux).
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 /// CPU time the whole machine has spent running tasks so far, from `/proc/stat`'s `cpu` line:
 /// user, nice, system and steal. Interrupt time is left out: most of it is the loopback
 /// traffic of the benchmark itself, which no process is charged for.
@@ -518,11 +508,11 @@ async fn run_level(
             tokio::spawn(client(http.clone(), system, cluster.urls.clone(), id, settings.keys, measure_from, until))
         })
         .collect();
-    let servers = || cluster.processes.iter().map(|p| cpu_time(Some(p.child.id()))).sum::<Duration>();
+    let servers = || cluster.processes.iter().map(|p| common::cpu_time(Some(p.child.id()))).sum::<Duration>();
     tokio::time::sleep_until(measure_from.into()).await;
-    let (servers_before, driver_before, busy_before) = (servers(), cpu_time(None), machine_busy());
+    let (servers_before, driver_before, busy_before) = (servers(), common::cpu_time(None), machine_busy());
     tokio::time::sleep_until(until.into()).await;
-    let (server_cpu, driver_cpu) = (servers() - servers_before, cpu_time(None) - driver_before);
+    let (server_cpu, driver_cpu) = (servers() - servers_before, common::cpu_time(None) - driver_before);
     let others = machine_busy().saturating_sub(busy_before).saturating_sub(server_cpu + driver_cpu);
     let mut latencies = Vec::new();
     let mut errors = 0;

@@ -76,6 +76,11 @@ impl Identity {
         &self.keypair
     }
 
+    /// The ed25519 key this node seals its change records with (the same key as its PeerId).
+    pub fn signing_key(&self) -> libp2p_identity::ed25519::Keypair {
+        self.keypair.clone().try_into_ed25519().expect("node identities are ed25519 (checked when loaded)")
+    }
+
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
     }

@@ -485,7 +485,11 @@ async fn namespace_policy_and_edge_nodes() {
             .await
             .expect("strong write");
         assert!(stamp.raft_index.is_some());
-        assert!(reply.change.expect("a change").starts_with("raft"), "logged under the cluster's origin");
+        let cluster = servers[1].strong.as_ref().and_then(|s| s.view().cluster).expect("the cluster is named");
+        assert!(
+            reply.change.expect("a change").starts_with(&format!("{cluster}:")),
+            "logged under the cluster's origin"
+        );
         servers[2].client.put_strong(NS, "q", &json!({"v": "strong"}), &Condition::None).await.expect("strong write");
         eventually(SETTLE, "the edge node receives both strong writes", || async {
             let p = edge.get("ev", "p").await.ok().and_then(|d| value_of(&d.document));
@@ -703,7 +707,8 @@ async fn interactive_transactions_on_strong_namespaces_commit_through_raft() {
         let committed = client.txn_commit(&txn).await.expect("commit");
         assert_eq!(committed["committed"], json!(true), "{committed}");
         let change = committed["changed"][0]["change"].as_str().expect("a change").to_owned();
-        assert!(change.starts_with("raft"), "logged under the cluster's origin: {change}");
+        let cluster = servers[1].strong.as_ref().and_then(|s| s.view().cluster).expect("the cluster is named");
+        assert!(change.starts_with(&format!("{cluster}:")), "logged under the cluster's origin: {change}");
         let (b, _) = servers[2].client.get_with(NS, "b", &ReadOptions::level("strong")).await.expect("b");
         assert_eq!(b.document, json!({"copied": 1}));
         // A transaction whose read was overtaken by a committed write conflicts, and applies nothing.

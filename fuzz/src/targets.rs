@@ -14,7 +14,7 @@ use statemesh::snapshot::{codec, SnapshotBody, SnapshotDoc};
 use statemesh::strong::wire::{
     WireAnswer, WireDone, WireFailure, WireOp, WirePrecondition, WireRequest, WireWrite, WireWritten,
 };
-use statemesh::strong::{ClusterId, DocRead, DocWrite, StrongCommand};
+use statemesh::strong::{ClusterSeed, DocRead, DocWrite, StrongCommand};
 use statemesh_protocol::wire::{self, DocState, Gossip, Message, StateResponse, SyncRequest, WireLimits};
 use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocId, DocKey, Document, Namespace, NodeId, Version};
 
@@ -141,13 +141,19 @@ fn sample_doc() -> (Document, Vec<Vec<u8>>) {
 }
 
 fn sample_record(seq: u64) -> ChangeRecord {
-    ChangeRecord {
-        id: ChangeId { origin: node("nodeA"), seq },
+    let signer = statemesh_protocol::seal::key_from_seed([7; 32]);
+    let mut record = ChangeRecord {
+        id: ChangeId { origin: statemesh_protocol::seal::node_id_of(&signer.public()), seq },
         doc: key("users", "ada"),
         kind: ChangeKind::Patch,
         time_ms: 1_764_000_000_000,
         changes: sample_doc().1,
-    }
+        prev: statemesh_protocol::seal::NO_PREV,
+        seal: None,
+    };
+    // Sealed, so the seeds cover both a seal and a link.
+    statemesh_protocol::seal::SealChain::new(Some([1; 32])).add(&mut record, true, &signer);
+    record
 }
 
 /// The golden vectors checked in under `protocol/tests/golden/`, plus messages built here
@@ -169,6 +175,7 @@ fn wire_seeds() -> Vec<Vec<u8>> {
         docs: vec![DocState { doc: key("users", "ada"), automerge: doc.save() }],
         next: Some(key("users", "bob")),
         vv: [(node("nodeA"), 9)].into_iter().collect(),
+        tips: statemesh_protocol::seal::SealedTip::of(&sample_record(9)).into_iter().collect(),
     })));
     seeds
 }
@@ -197,7 +204,7 @@ fn command_seeds() -> Vec<Vec<u8>> {
         writes: vec![DocWrite { doc: key("orders", "o1"), kind: ChangeKind::Put, changes: sample_doc().1 }],
         reads: vec![DocRead { doc: key("orders", "o2"), seq: 4 }],
     };
-    vec![write.to_command().payload, StrongCommand::SetCluster(ClusterId([3; 16])).to_command().payload]
+    vec![write.to_command().payload, StrongCommand::SetCluster(ClusterSeed([3; 32]).into()).to_command().payload]
 }
 
 fn strong_snapshot_seeds() -> Vec<Vec<u8>> {

@@ -12,11 +12,12 @@
 //! Run: `cargo bench -p statemesh-protocol --bench document_writes` (`BENCH_ITERATIONS`,
 //! default 20000). It uses the system allocator; the node uses mimalloc.
 
-use std::time::Instant;
-
 use automerge::ActorId;
 use serde_json::json;
 use statemesh_protocol::Document;
+
+mod common;
+use common::micros_per;
 
 /// Documents the spread-out column writes to, as the single-node benchmark does.
 const SPREAD_DOCS: usize = 5_000;
@@ -33,14 +34,6 @@ fn document_with_history(history: u32) -> Document {
         doc.merge_patch(&json!({"counter": i}), 2 + i64::from(i)).expect("patch");
     }
     doc
-}
-
-fn micros_per(iterations: u32, mut step: impl FnMut(u32)) -> f64 {
-    let started = Instant::now();
-    for i in 0..iterations {
-        step(i);
-    }
-    started.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
 }
 
 fn main() {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{DocKey, NodeId};
 use crate::limits::CHANGE_RECORD_BYTES_MAX;
+use crate::seal::{RecordHash, Seal};
 
 /// A per-origin sequence number; the first change of an origin is 1.
 pub type Seq = u64;
@@ -73,6 +74,11 @@ pub struct ChangeRecord {
     pub time_ms: i64,
     /// Raw Automerge change chunks, in an order where dependencies come first.
     pub changes: Vec<Vec<u8>>,
+    /// The hash of the origin's previous record ([`crate::seal::NO_PREV`] when the writer did
+    /// not know it); see [`crate::seal`].
+    pub prev: RecordHash,
+    /// The origin's signature, on the records it seals.
+    pub seal: Option<Seal>,
 }
 
 /// Why stored or received record bytes were refused.
@@ -82,12 +88,18 @@ pub enum RecordDecodeError {
     Empty,
     #[error("change record format {0} is not supported (this node reads format {RECORD_FORMAT})")]
     UnknownFormat(u8),
+    #[error(
+        "change record format 1 predates origin authentication: this data directory was written by an \
+         older statemesh; export its documents with that version and import them into a fresh one"
+    )]
+    Unsigned,
     #[error("change record is malformed: {0}")]
     Malformed(String),
 }
 
-/// The first byte of every encoded record; bump it when the layout changes.
-const RECORD_FORMAT: u8 = 1;
+/// The first byte of every encoded record; bump it when the layout changes. Format 1 had
+/// neither `prev` nor `seal`.
+const RECORD_FORMAT: u8 = 2;
 
 fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
@@ -103,6 +115,9 @@ impl ChangeRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordDecodeError> {
         let (format, body) = bytes.split_first().ok_or(RecordDecodeError::Empty)?;
+        if *format == 1 {
+            return Err(RecordDecodeError::Unsigned);
+        }
         if *format != RECORD_FORMAT {
             return Err(RecordDecodeError::UnknownFormat(*format));
         }
@@ -152,6 +167,8 @@ mod tests {
             kind: ChangeKind::Patch,
             time_ms: 1_700_000_000_000,
             changes: vec![vec![1, 2, 3], vec![4]],
+            prev: [7; 32],
+            seal: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! - [`limits`]: the bounds every input is checked against.
 //! - [`bounded`]: bincode decoding whose allocations follow the input's size.
 //! - [`wire`]: the replication messages and their versioned envelope (`PROTOCOL.md`).
+//! - [`seal`]: origin authentication of change records (hash chains and signatures).
 //! - [`replica`]: the replication state machine (anti-entropy, gossip, apply ordering).
 //! - [`seeded_rng`]: a deterministic generator for tests and the simulator.
 
@@ -23,6 +24,7 @@ pub mod document;
 pub mod ids;
 pub mod limits;
 pub mod replica;
+pub mod seal;
 pub mod seeded_rng;
 pub mod version;
 pub mod version_vector;

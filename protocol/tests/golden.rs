@@ -19,14 +19,21 @@ fn doc(id: &str) -> DocKey {
     DocKey::new(Namespace::new("users").expect("ns"), DocId::new(id).expect("id"))
 }
 
+/// A sealed record of an origin whose key comes from a fixed seed (ed25519 signatures are
+/// deterministic, so the vector is stable).
 fn record(seq: u64, payload: Vec<u8>) -> ChangeRecord {
-    ChangeRecord {
-        id: ChangeId { origin: node("nodeA"), seq },
+    let key = statemesh_protocol::seal::key_from_seed([0xa1; 32]);
+    let mut record = ChangeRecord {
+        id: ChangeId { origin: statemesh_protocol::seal::node_id_of(&key.public()), seq },
         doc: DocKey::new(Namespace::new("users").expect("ns"), DocId::new("ada").expect("id")),
         kind: ChangeKind::Patch,
         time_ms: 1_764_000_000_000,
         changes: vec![payload],
-    }
+        prev: statemesh_protocol::seal::NO_PREV,
+        seal: None,
+    };
+    statemesh_protocol::seal::SealChain::new(Some([0xb2; 32])).add(&mut record, true, &key);
+    record
 }
 
 fn vectors() -> Vec<(&'static str, Message)> {
@@ -51,7 +58,8 @@ fn vectors() -> Vec<(&'static str, Message)> {
             Message::StateResponse(StateResponse {
                 docs: vec![DocState { doc: doc("d2"), automerge: vec![0x85, 0x6f, 0x4a, 0x83, 0, 1] }],
                 next: None,
-                vv: [(node("nodeA"), 9)].into_iter().collect(),
+                vv: [(record(9, vec![1]).id.origin, 9)].into_iter().collect(),
+                tips: statemesh_protocol::seal::SealedTip::of(&record(9, vec![1])).into_iter().collect(),
             }),
         ),
     ]
@@ -75,12 +83,29 @@ fn encoded_messages_match_the_golden_bytes() {
     }
 }
 
+/// Version 1 (records without origin seals) is kept under `golden/v1/`: a node refuses it by
+/// its version byte, with a reason, rather than misreading it.
+#[test]
+fn version_one_messages_are_refused_by_their_version_byte() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("golden/v1") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+        let bytes = hex::decode(text.trim()).expect("hex");
+        assert_eq!(wire::decode(&bytes, &WireLimits::default()), Err(WireError::UnsupportedVersion(1)));
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+}
+
 #[test]
 fn large_payloads_are_compressed_and_round_trip() {
     let message = Message::Gossip(Gossip { records: (1..50).map(|seq| record(seq, vec![42; 200])).collect() });
     let bytes = wire::encode(&message);
     assert_eq!(bytes[3] & 1, 1, "the zstd flag is set");
-    assert!(bytes.len() < 2_000, "compressed to {} bytes", bytes.len());
+    // The 49 × 200 payload bytes shrink to almost nothing; each record's hash link and seal
+    // (96 bytes) do not compress.
+    assert!(bytes.len() < 49 * 200 / 2, "compressed to {} bytes", bytes.len());
     assert_eq!(wire::decode(&bytes, &WireLimits::default()).expect("decodes"), message);
 }
 
@@ -93,8 +118,8 @@ fn malformed_envelopes_are_refused_with_a_reason() {
     bad[0] = b'X';
     assert_eq!(wire::decode(&bad, &limits), Err(WireError::BadMagic));
     let mut bad = good.clone();
-    bad[2] = 2;
-    assert_eq!(wire::decode(&bad, &limits), Err(WireError::UnsupportedVersion(2)));
+    bad[2] = 3;
+    assert_eq!(wire::decode(&bad, &limits), Err(WireError::UnsupportedVersion(3)));
     let mut bad = good.clone();
     bad[3] = 0x80;
     assert_eq!(wire::decode(&bad, &limits), Err(WireError::UnknownFlags(0x80)));
@@ -105,7 +130,7 @@ fn malformed_envelopes_are_refused_with_a_reason() {
     assert!(matches!(wire::decode(&good, &tiny), Err(WireError::TooLarge(..))));
     // A compression bomb: a small frame that inflates past the limit.
     let bomb_payload = zstd::bulk::compress(&vec![0u8; 1 << 20], 19).expect("compress");
-    let mut bomb = b"SM\x01\x01".to_vec();
+    let mut bomb = vec![b'S', b'M', wire::VERSION, 1];
     bomb.extend_from_slice(&(bomb_payload.len() as u32).to_le_bytes());
     bomb.extend_from_slice(&bomb_payload);
     let limits = WireLimits { message_bytes_max: 64 * 1024 };

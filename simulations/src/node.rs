@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use automerge::ActorId;
 use serde_json::{json, Value};
 use statemesh_protocol::replica::{Replica, ReplicaConfig};
+use statemesh_protocol::seal::{key_from_seed, node_id_of, SealChain, SigningKey, NO_PREV};
 use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, Document, NodeId, Seq, VersionVector};
 
 use crate::clock::NodeClock;
@@ -56,6 +57,8 @@ pub enum WriteOp {
 
 pub struct SimNode {
     pub id: NodeId,
+    /// The identity its records are sealed with (`id` is its node id).
+    key: SigningKey,
     pub actor: ActorId,
     /// `None` while crashed.
     pub replica: Option<Replica>,
@@ -74,12 +77,14 @@ pub struct SimNode {
 
 impl SimNode {
     pub fn new(index: usize, config: ReplicaConfig, clock: NodeClock) -> Self {
-        let id = node_id(index);
+        let key = node_key(index);
+        let id = node_id_of(&key.public());
         let mut actor = b"statemesh-sim-".to_vec();
         actor.extend_from_slice(&(index as u16).to_be_bytes());
         let replica = Replica::new(id.clone(), VersionVector::new(), config);
         Self {
             id,
+            key,
             actor: ActorId::from(actor),
             replica: Some(replica),
             incarnation: 0,
@@ -119,13 +124,18 @@ impl SimNode {
         if outcome.is_noop() {
             return Ok(None);
         }
-        Ok(Some(ChangeRecord {
+        let mut record = ChangeRecord {
             id: ChangeId { origin: self.id.clone(), seq },
             doc: doc.clone(),
             kind,
             time_ms: now_ms,
             changes: outcome.changes,
-        }))
+            prev: NO_PREV,
+            seal: None,
+        };
+        // Each simulated write is its own group commit, sealed like the real committer's.
+        SealChain::new(None).add(&mut record, true, &self.key);
+        Ok(Some(record))
     }
 
     /// Reads up to `max` records that `have` lacks, in (origin, seq) order, as storage would
@@ -148,8 +158,11 @@ impl SimNode {
     }
 }
 
-pub fn node_id(index: usize) -> NodeId {
-    NodeId::new(format!("n{index:03}")).expect("generated node ids are valid")
+/// Node `index`'s identity, the same in every run (traces name nodes `n000`, `n001`, …).
+fn node_key(index: usize) -> SigningKey {
+    let mut seed = [0x5e; 32];
+    seed[..8].copy_from_slice(&(index as u64).to_be_bytes());
+    key_from_seed(seed)
 }
 
 /// A deterministic workload operation for a write drawn as `(kind_roll, field, value)`.

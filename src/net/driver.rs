@@ -250,11 +250,11 @@ impl Driver {
                     let _ = done.send(Completion::DocsRead { peer: for_peer, result }).await;
                 });
             }
-            Effect::MergeDocs { from, docs, complete } => {
+            Effect::MergeDocs { from, docs, complete, tips } => {
                 tracing::info!(peer = %from, docs = docs.len(), last = complete.is_some(), "merging transferred documents");
                 let (node, done) = (self.node.clone(), self.completions_tx.clone());
                 tokio::spawn(async move {
-                    let result = node.merge_docs(from.clone(), docs, complete).await;
+                    let result = node.merge_docs(from.clone(), docs, complete, tips).await;
                     let _ = done.send(Completion::DocsMerged { peer: from, result }).await;
                 });
             }
@@ -292,16 +292,16 @@ impl Driver {
         }
     }
 
-    /// Publishes records on the gossip topic, split so no message exceeds the limit. A single
-    /// record too large for one message is left to anti-entropy.
+    /// Publishes records on the gossip topic, split so no message exceeds the limit. Splits
+    /// fall after sealed records, so each message can be checked on its own; a sealed run too
+    /// large for one message is left to anti-entropy.
     fn publish(&mut self, records: Vec<ChangeRecord>) {
-        let count = records.len();
         let message = Message::Gossip(Gossip { records });
         let bytes = wire::encode(&message);
         if bytes.len() > self.wire_limits.message_bytes_max {
             let Message::Gossip(Gossip { mut records }) = message else { return };
-            if count > 1 {
-                let rest = records.split_off(count / 2);
+            if let Some(split) = seal_boundary_near_middle(&records) {
+                let rest = records.split_off(split);
                 self.publish(records);
                 self.publish(rest);
             }
@@ -326,9 +326,11 @@ impl Driver {
             }
             Err(broadcast::error::RecvError::Lagged(skipped)) => {
                 // Gossip is only a hint: peers get these through anti-entropy. The replica
-                // must still learn how far the local log reaches.
+                // must still learn how far the local log reaches. What is buffered after the
+                // gap cannot reach its seal any more.
                 self.metrics.gossip_lagged.inc_by(skipped);
                 self.flush_gossip();
+                self.gossip_buffer.clear();
                 self.input(Input::LocalDurable(self.node.durable_local_seq()));
             }
             Err(broadcast::error::RecvError::Closed) => self.local_records = None,
@@ -348,12 +350,14 @@ impl Driver {
         }
     }
 
+    /// Gossips the buffered records up to the last sealed one; the rest of its batch is
+    /// still arriving and goes out with its seal.
     fn flush_gossip(&mut self) {
         self.gossip_due = None;
-        if !self.gossip_buffer.is_empty() {
-            let records = std::mem::take(&mut self.gossip_buffer);
-            self.input(Input::LocalCommitted(records));
-        }
+        let Some(last_seal) = self.gossip_buffer.iter().rposition(|r| r.seal.is_some()) else { return };
+        let rest = self.gossip_buffer.split_off(last_seal + 1);
+        let records = std::mem::replace(&mut self.gossip_buffer, rest);
+        self.input(Input::LocalCommitted(records));
     }
 
     // ---- storage work ----
@@ -415,7 +419,13 @@ impl Driver {
                     tracing::error!(%error, "cannot read documents for a peer");
                     DocsPage::default()
                 });
-                self.input(Input::DocsRead { for_peer: peer, docs: page.docs, next: page.next, vv: page.vv });
+                self.input(Input::DocsRead {
+                    for_peer: peer,
+                    docs: page.docs,
+                    next: page.next,
+                    vv: page.vv,
+                    tips: page.tips,
+                });
             }
             Completion::RaftAnswered { peer, channel, answer } => {
                 if let Some(reason) = &answer.refused {
@@ -693,6 +703,13 @@ impl Driver {
         self.metrics.replication_lag_changes.set(view.iter().map(|p| p.changes_we_lack as i64).sum());
         self.node.set_peers(view);
     }
+}
+
+/// Where to split an oversized gossip message: after the sealed record nearest its middle
+/// (never at its end, which would not split it).
+fn seal_boundary_near_middle(records: &[ChangeRecord]) -> Option<usize> {
+    let middle = records.len() / 2;
+    (1..records.len()).filter(|&at| records[at - 1].seal.is_some()).min_by_key(|&at| at.abs_diff(middle))
 }
 
 async fn recv_local<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Result<T, broadcast::error::RecvError> {

@@ -266,6 +266,8 @@ mod tests {
             kind: ChangeKind::Patch,
             time_ms: 1_764_000_000_000,
             changes: vec![seq.to_le_bytes().repeat(40)],
+            prev: [seq as u8; 32],
+            seal: None,
         }
     }
 

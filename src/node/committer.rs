@@ -12,13 +12,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use libp2p_identity::ed25519;
 use parking_lot::{Condvar, Mutex};
 use statemesh_protocol::change_log::Seq;
+use statemesh_protocol::seal::SealChain;
 use statemesh_protocol::{ChangeId, ChangeRecord};
 use tokio::sync::{broadcast, watch};
 
 use super::feed_event::{FeedEvent, FeedPos};
 use super::retention::Retention;
+use super::write_path::log_op;
 use super::NodeError;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
@@ -47,7 +50,8 @@ pub struct PendingWrite {
     pub doc_count_delta: i64,
     /// One per change, in numbering order; published to live subscribers once durable.
     pub events: Vec<Arc<FeedEvent>>,
-    /// The changes this node originated, in seq order; handed to replication once durable.
+    /// The changes this node originated, in seq order, not yet logged: the committer chains,
+    /// seals and logs them, and hands them to replication once durable.
     pub local_records: Vec<Arc<ChangeRecord>>,
     /// Records of other origins stored outside replication (the strong path's committed
     /// changes); their ids are handed to replication once durable.
@@ -217,6 +221,9 @@ pub struct CommitterParts {
     pub doc_count: i64,
     pub max_batch: usize,
     pub retention: Retention,
+    /// Links this node's records and seals each batch's last (see `statemesh_protocol::seal`).
+    pub chain: SealChain,
+    pub signing_key: ed25519::Keypair,
 }
 
 /// Starts the committer thread. It exits after [`Sequencer::stop`] once the queue is empty,
@@ -263,6 +270,7 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
             parts.doc_count += write.doc_count_delta;
             batch.extend(write.ops);
         }
+        let local_records = seal_and_log(&mut parts, local_records, &mut batch);
         let count = events.len();
         let last_pos = events.last().map(|e| e.pos);
         let last_seq = local_records.last().map(|r| r.id.seq);
@@ -304,4 +312,25 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
             }
         }
     }
+}
+
+/// Links the batch's own records into this node's chain, in seq order, seals the last one
+/// (and any that closes a full span), and adds them to the batch. A failed write stops the
+/// committer, so the chain never runs ahead of what is stored.
+fn seal_and_log(
+    parts: &mut CommitterParts,
+    records: Vec<Arc<ChangeRecord>>,
+    batch: &mut WriteBatch,
+) -> Vec<Arc<ChangeRecord>> {
+    let count = records.len();
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let mut record = Arc::unwrap_or_clone(record);
+            parts.chain.add(&mut record, i + 1 == count, &parts.signing_key);
+            batch.extend([log_op(&record)]);
+            Arc::new(record)
+        })
+        .collect()
 }

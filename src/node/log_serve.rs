@@ -4,6 +4,11 @@
 //! A page is bounded by record count and by bytes, so one response never exceeds the wire
 //! limit. Where the log has been pruned past what the peer holds, the page names the oldest
 //! seq still kept (a floor) so the peer knows to fetch whole documents instead.
+//!
+//! A page ends every origin's run at a sealed record, so the receiver can check the run
+//! against the origin's key (`statemesh_protocol::seal`): where the bounds cut a run after
+//! an unsealed record, the run is cut back to its last seal, or, if it has none in the page
+//! and nothing else is in it, carried on to its next seal (at most one seal span further).
 
 use statemesh_protocol::change_log::{log_key, log_prefix, parse_log_key, Seq};
 use statemesh_protocol::{ChangeRecord, NodeId, VersionVector};
@@ -60,6 +65,9 @@ impl Node {
             let prefix = log_prefix(origin);
             let mut start = log_key(origin, from);
             let mut first = true;
+            // Records of this origin in the page, and whether the page is full but carried on
+            // to reach a seal.
+            let (mut run_len, mut extending) = (0, false);
             'scan: loop {
                 let entries = self.inner.storage.scan(Family::ChangeLog, &prefix, &start, SCAN_PAGE)?;
                 if first {
@@ -78,12 +86,33 @@ impl Node {
                     }
                     let full = page.records.len() >= max_records.max(1)
                         || (!page.records.is_empty() && bytes + value.len() > max_bytes);
-                    if full {
+                    if full && !extending {
                         page.more = true;
+                        if page.records.last().is_some_and(|r| r.seal.is_some()) {
+                            break 'scan;
+                        }
+                        let run_start = page.records.len() - run_len;
+                        match page.records[run_start..].iter().rposition(|r| r.seal.is_some()) {
+                            Some(last_seal) => {
+                                page.records.truncate(run_start + last_seal + 1);
+                                break 'scan;
+                            }
+                            None if run_start > 0 => {
+                                page.records.truncate(run_start);
+                                break 'scan;
+                            }
+                            // Only this run, and no seal in it yet: carry on to the next one.
+                            None => extending = true,
+                        }
+                    }
+                    let record = ChangeRecord::decode(value).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    let sealed = record.seal.is_some();
+                    page.records.push(record);
+                    bytes += value.len();
+                    run_len += 1;
+                    if extending && sealed {
                         break 'scan;
                     }
-                    page.records.push(ChangeRecord::decode(value).map_err(|e| StorageError::Corrupt(e.to_string()))?);
-                    bytes += value.len();
                 }
                 match entries.last() {
                     Some((last, _)) if entries.len() == SCAN_PAGE => start = key_after(last),

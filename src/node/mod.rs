@@ -35,6 +35,7 @@ use automerge::ActorId;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
+use statemesh_protocol::seal::SealChain;
 use statemesh_protocol::{ChangeId, ChangeKind, DocId, DocKey, Document, Namespace, NodeId, Version, VersionVector};
 use tokio::sync::Semaphore;
 
@@ -64,7 +65,7 @@ pub use txn::{
     changed_entry, run_once, txn_keys, AtomicView, CommitSet, Compare, CompareOp, CompareTarget, OnceOutcome,
     PlannedDoc, PlannedSection, StepResult, TxnInfo, TxnOp, TxnRead, TxnStep,
 };
-use vv_store::{load_version_vector, vv_key};
+use vv_store::{last_record_hash, load_version_vector, vv_key};
 
 /// A whole saved document replaces the appended tail once the tail outgrows this or the save.
 const COMPACT_TAIL_BYTES_MIN: usize = 8 * 1024;
@@ -257,6 +258,8 @@ impl Node {
             doc_count,
             max_batch: config.storage.group_commit_max_batch,
             retention,
+            chain: SealChain::new(last_record_hash(storage.as_ref(), identity.node_id(), local_seq)?),
+            signing_key: identity.signing_key(),
         };
         let committer = committer::spawn(sequencer.clone(), parts).map_err(OpenError::Thread)?;
         tracing::info!(node_id = %identity.node_id(), storage = storage.kind(), local_seq, doc_count, "node opened");

@@ -91,3 +91,53 @@ async fn invalid_or_contradicting_records_are_refused_and_change_nothing() {
     assert_eq!(receiver.get(&k).await.expect("doc"), before);
     assert_eq!(receiver.version_vector().get(origin.node_id()), 0, "nothing was counted as received");
 }
+
+#[tokio::test]
+async fn log_pages_end_every_run_at_a_seal_and_a_restart_continues_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = Node::open(&config(Some(dir.path()))).expect("origin");
+    for i in 0..40 {
+        origin.patch(&key(&format!("d{}", i % 3)), &json!({ "i": i }), &Precondition::None).await.expect("patch");
+    }
+    // The same records as group commits of seven, as a busy origin writes them (only each
+    // batch's last record sealed), relayed to another node.
+    let signing_key = origin.inner.identity.signing_key();
+    let mut chain = statemesh_protocol::seal::SealChain::new(None);
+    let mut records = records_of(&origin).await;
+    let count = records.len();
+    for (i, record) in records.iter_mut().enumerate() {
+        chain.add(record, i % 7 == 6 || i + 1 == count, &signing_key);
+    }
+    let relay = Node::open(&config(None)).expect("relay");
+    let report = relay.apply_remote(records, VersionVector::new()).await.expect("apply");
+    assert_eq!(report.persisted.len(), 40);
+    let mut vv = VersionVector::new();
+    vv.advance(origin.node_id(), 40);
+    relay.set_replicated_vv(&vv);
+    // Every page the relay serves, however small the bound, ends at a seal and checks on its
+    // own: the bound cuts back to the last seal, or runs on to the next.
+    let mut have = VersionVector::new();
+    let mut verifier = statemesh_protocol::seal::SealVerifier::new();
+    let mut sizes = Vec::new();
+    loop {
+        let page = relay.read_log(have.clone(), 3, usize::MAX).await.expect("page");
+        if page.records.is_empty() {
+            break;
+        }
+        assert!(page.records.last().is_some_and(|r| r.seal.is_some()), "a page ended on an unsealed record");
+        let last = page.records[page.records.len() - 1].id.seq;
+        sizes.push(page.records.len());
+        let (accepted, refused) = verifier.verify(page.records);
+        assert_eq!((accepted.len(), refused.len()), (*sizes.last().expect("size"), 0), "{refused:?}");
+        have.advance(origin.node_id(), last);
+    }
+    assert_eq!(sizes, vec![7, 7, 7, 7, 7, 5]);
+    // After a restart, the origin's next record links to the last one it wrote before.
+    origin.shutdown().await.expect("shutdown");
+    drop(origin);
+    let origin = Node::open(&config(Some(dir.path()))).expect("reopen");
+    origin.patch(&key("after"), &json!({ "restarted": true }), &Precondition::None).await.expect("patch");
+    let all = records_of(&origin).await;
+    let (before, after) = (&all[all.len() - 2], &all[all.len() - 1]);
+    assert_eq!(after.prev, statemesh_protocol::seal::record_hash(before));
+}

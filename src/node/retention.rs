@@ -140,7 +140,9 @@ impl Retention {
                 Ok((record.id.seq, record.time_ms))
             },
         )?;
-        let new_floor = walk.keep_from.min(local_seq + 1);
+        // The newest record always stays: its seal proves how far this node has written (to
+        // peers it serves state to) and its hash is what the next record links to.
+        let new_floor = walk.keep_from.min(local_seq);
         if new_floor <= floor {
             return Ok((Vec::new(), false));
         }
@@ -222,7 +224,15 @@ mod tests {
                 exists: true,
                 author: None,
             };
-            let record = ChangeRecord { id, doc: doc.clone(), kind: ChangeKind::Patch, time_ms, changes: Vec::new() };
+            let record = ChangeRecord {
+                id,
+                doc: doc.clone(),
+                kind: ChangeKind::Patch,
+                time_ms,
+                changes: Vec::new(),
+                prev: [0; 32],
+                seal: None,
+            };
             batch.put(Family::Feed, feed_key(n), event.encode());
             batch.put(Family::ChangeLog, log_key(origin, n), record.encode());
         }

@@ -6,17 +6,33 @@
 //! node cannot serve them to others by log range either: a peer even further behind is sent
 //! whole documents in turn. Each merged document gets a feed event whose change is
 //! `(peer, 0)` and kind `automerge`: "state received from that peer".
+//!
+//! Each page carries, for every entry of the responder's version vector, the seal of the
+//! record at exactly that seq (a tip): the requester counts an entry as held only if its
+//! origin sealed it, and stores the tips with the vector, since the records themselves are
+//! not in its log and it must prove the entries when it serves state in turn.
 
 use std::sync::Arc;
 
+use statemesh_protocol::change_log::log_key;
+use statemesh_protocol::seal::SealedTip;
 use statemesh_protocol::wire::DocState;
-use statemesh_protocol::{ChangeId, ChangeKind, DocKey, NodeId, VersionVector};
+use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, NodeId, VersionVector};
 
 use super::committer::PendingWrite;
 use super::feed_event::FeedEvent;
 use super::{vv_key, DocMeta, Node, NodeError};
 use crate::clock::now_ms;
-use crate::storage::{key_after, BatchOp, Family, StorageError, WriteBatch};
+use crate::storage::{codec, key_after, BatchOp, Family, StorageError, WriteBatch};
+
+/// Meta-family prefix of the tips received by state transfer, one per origin.
+const TIP_PREFIX: &[u8] = b"tip/";
+
+fn tip_key(origin: &NodeId) -> Vec<u8> {
+    let mut key = TIP_PREFIX.to_vec();
+    key.extend_from_slice(origin.as_str().as_bytes());
+    key
+}
 
 /// One page of documents for a peer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -25,6 +41,8 @@ pub struct DocsPage {
     pub next: Option<DocKey>,
     /// This node's version vector, taken before the documents were read.
     pub vv: VersionVector,
+    /// The seal proving each entry of `vv`, where this node has one.
+    pub tips: Vec<SealedTip>,
 }
 
 impl Node {
@@ -52,7 +70,8 @@ impl Node {
         let vv = self.version_vector();
         let start = after.map(|key| key_after(&key.to_storage_key())).unwrap_or_default();
         let entries = self.inner.storage.scan(Family::Docs, &[], &start, max_docs.max(1) + 1)?;
-        let mut page = DocsPage { vv, ..DocsPage::default() };
+        let tips = self.tips(&vv)?;
+        let mut page = DocsPage { vv, tips, ..DocsPage::default() };
         let mut bytes = 0;
         for (i, (key, value)) in entries.iter().enumerate() {
             let doc = DocKey::from_storage_key(key).ok_or_else(|| StorageError::Corrupt("document key".to_string()))?;
@@ -67,13 +86,41 @@ impl Node {
         Ok(page)
     }
 
+    /// The seal on the record at each entry of `vv`: from the change log, or, for entries
+    /// that came by state transfer, from the tips stored with them. Entries with neither are
+    /// left out (the requester then does not count them).
+    fn tips(&self, vv: &VersionVector) -> Result<Vec<SealedTip>, StorageError> {
+        let storage = &self.inner.storage;
+        let mut tips = Vec::with_capacity(vv.len());
+        for (origin, seq) in vv.iter() {
+            let from_log = match storage.get(Family::ChangeLog, &log_key(origin, seq))? {
+                Some(bytes) => {
+                    let record = ChangeRecord::decode(&bytes).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    SealedTip::of(&record)
+                }
+                None => None,
+            };
+            let tip = match from_log {
+                Some(tip) => Some(tip),
+                None => match storage.get(Family::Meta, &tip_key(origin))? {
+                    Some(bytes) => Some(codec::decode::<SealedTip>(&bytes, "sealed tip")?),
+                    None => None,
+                },
+            };
+            tips.extend(tip.filter(|tip| tip.id.seq == seq));
+        }
+        Ok(tips)
+    }
+
     /// Merges whole documents received from `from` and waits until they are durable; on the
-    /// last page of a transfer, also stores the version vector it completes.
+    /// last page of a transfer, also stores the version vector it completes and the tips that
+    /// prove it.
     pub async fn merge_docs(
         &self,
         from: NodeId,
         docs: Vec<DocState>,
         complete: Option<VersionVector>,
+        tips: Vec<SealedTip>,
     ) -> Result<(), NodeError> {
         let node = self.clone();
         let wait_for = tokio::task::spawn_blocking(move || node.merge_docs_blocking(&from, docs))
@@ -81,7 +128,7 @@ impl Node {
             .map_err(|_| NodeError::ShuttingDown)??;
         self.inner.sequencer.wait_durable(wait_for).await?;
         if let Some(vv) = complete {
-            self.store_remote_vv(&vv).await?;
+            self.store_remote_vv(&vv, &tips).await?;
         }
         Ok(())
     }
@@ -143,11 +190,14 @@ impl Node {
     /// Stores other origins' version-vector entries directly (they only ever grow, so
     /// racing with a batch that carries an older value costs at most a repeated transfer
     /// after a restart), then shows them.
-    async fn store_remote_vv(&self, vv: &VersionVector) -> Result<(), NodeError> {
+    async fn store_remote_vv(&self, vv: &VersionVector, tips: &[SealedTip]) -> Result<(), NodeError> {
         let me = self.node_id().clone();
         let mut batch = WriteBatch::new();
         for (origin, seq) in vv.iter().filter(|(origin, _)| *origin != &me) {
             batch.put(Family::Meta, vv_key(origin), seq.to_be_bytes().to_vec());
+        }
+        for tip in tips {
+            batch.put(Family::Meta, tip_key(&tip.id.origin), codec::encode(tip));
         }
         let storage = self.inner.storage.clone();
         tokio::task::spawn_blocking(move || storage.write(batch)).await.map_err(|_| NodeError::ShuttingDown)??;

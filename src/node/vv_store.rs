@@ -9,7 +9,8 @@
 //! therefore resumes from what it stored, without fetching it again.
 
 use statemesh_protocol::change_log::{log_key, parse_log_key, Seq};
-use statemesh_protocol::{NodeId, VersionVector};
+use statemesh_protocol::seal::{record_hash, RecordHash};
+use statemesh_protocol::{ChangeRecord, NodeId, VersionVector};
 
 use crate::storage::{key_after, Family, Storage, StorageError};
 
@@ -90,4 +91,20 @@ fn extend_over_log(storage: &dyn Storage, local: &NodeId, vv: &mut VersionVector
         }
     }
     Ok(())
+}
+
+/// The hash of this node's newest record, which the next one links to (`None` when retention
+/// pruned it or the node has written nothing: the next record then starts a new link, which
+/// loses nothing, since every batch's last record is sealed).
+pub(super) fn last_record_hash(
+    storage: &dyn Storage,
+    me: &NodeId,
+    seq: Seq,
+) -> Result<Option<RecordHash>, StorageError> {
+    if seq == 0 {
+        return Ok(None);
+    }
+    let Some(bytes) = storage.get(Family::ChangeLog, &log_key(me, seq))? else { return Ok(None) };
+    let record = ChangeRecord::decode(&bytes).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok(Some(record_hash(&record)))
 }

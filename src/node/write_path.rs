@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use automerge::ChangeHash;
 use statemesh_protocol::change_log::log_key;
+use statemesh_protocol::seal::NO_PREV;
 use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, Document, WriteOutcome};
 
 use super::change_index::{self, ChangeRef};
@@ -132,14 +133,17 @@ impl Node {
                     author: change.author,
                 });
                 ops.extend(change.ops);
+                // Chained, sealed and logged by the committer, which sees the seq order.
                 let record = ChangeRecord {
                     id: id.clone(),
                     doc: change.key.clone(),
                     kind: change.kind,
                     time_ms: change.time_ms,
                     changes: change.outcome.changes,
+                    prev: NO_PREV,
+                    seal: None,
                 };
-                self.logged_change_ops(&record, &change.outcome.hashes, &event, &mut ops);
+                self.indexed_change_ops(&record, &change.outcome.hashes, &event, &mut ops);
                 doc_count_delta += i64::from(change.exists) - i64::from(change.existed);
                 events.push(event);
                 local_records.push(Arc::new(record));
@@ -168,12 +172,11 @@ impl Node {
         Ok((results, last_pos))
     }
 
-    /// The mutations every logged change brings, made here or received: its entries in the
-    /// change-hash index, its feed event (when history is kept) and the record itself under
-    /// its `(origin, seq)`.
+    /// The mutations every logged change brings, made here or received, besides the record
+    /// itself: its entries in the change-hash index and its feed event (when history is kept).
     /// `hashes` are those of `record.changes`, when the caller knows them (see
     /// [`Node::received_change_ops`] for records that arrive as bytes).
-    pub(super) fn logged_change_ops(
+    pub(super) fn indexed_change_ops(
         &self,
         record: &ChangeRecord,
         hashes: &[ChangeHash],
@@ -189,11 +192,19 @@ impl Node {
             });
         }
         ops.extend(self.feed_op(event));
-        ops.push(BatchOp::Put {
-            family: Family::ChangeLog,
-            key: log_key(&record.id.origin, record.id.seq),
-            value: record.encode(),
-        });
+    }
+
+    /// [`Node::indexed_change_ops`] and the record under its `(origin, seq)`: for records that
+    /// arrive sealed (received, or committed by the strong path).
+    pub(super) fn logged_change_ops(
+        &self,
+        record: &ChangeRecord,
+        hashes: &[ChangeHash],
+        event: &FeedEvent,
+        ops: &mut Vec<BatchOp>,
+    ) {
+        self.indexed_change_ops(record, hashes, event, ops);
+        ops.push(log_op(record));
     }
 
     /// The feed event's own mutation, when `history.enabled` keeps events for replay.
@@ -224,4 +235,9 @@ impl Node {
             vec![BatchOp::Append { family: Family::Docs, key: storage_key, value: changes.concat() }]
         }
     }
+}
+
+/// The change log's entry for `record`.
+pub(super) fn log_op(record: &ChangeRecord) -> BatchOp {
+    BatchOp::Put { family: Family::ChangeLog, key: log_key(&record.id.origin, record.id.seq), value: record.encode() }
 }

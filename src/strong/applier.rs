@@ -113,7 +113,7 @@ impl DocApplier {
 
     /// The cluster's id, once a command has named it.
     pub fn cluster(&self) -> Option<ClusterId> {
-        self.machine.lock().cluster
+        self.machine.lock().cluster.clone()
     }
 
     fn doc_state(&self, machine: &Machine, doc: &DocKey, batch: &Batch) -> Result<DocState, ApplyError> {
@@ -132,7 +132,7 @@ impl DocApplier {
     fn check(
         &self,
         machine: &Machine,
-        cluster: ClusterId,
+        cluster: &ClusterId,
         index: u64,
         writes: &[DocWrite],
         reads: &[DocRead],
@@ -188,10 +188,10 @@ impl DocApplier {
         batch: &mut Batch,
     ) -> Result<Outcome, ApplyError> {
         let mut machine = self.machine.lock();
-        let Some(cluster) = machine.cluster else {
+        let Some(cluster) = machine.cluster.clone() else {
             return Ok(Outcome::Invalid("the cluster has no id yet".to_owned()));
         };
-        let states = match self.check(&machine, cluster, index, &writes, reads, batch)? {
+        let states = match self.check(&machine, &cluster, index, &writes, reads, batch)? {
             Ok(Some(states)) => states,
             Ok(None) => return Ok(Outcome::Applied(Vec::new())),
             Err(refusal) => return Ok(refusal),
@@ -211,8 +211,11 @@ impl DocApplier {
                 kind: write.kind,
                 time_ms,
                 changes: write.changes,
+                prev: statemesh_protocol::seal::NO_PREV,
+                seal: None,
             });
         }
+        cluster.seal(&mut records);
         ops.push(BatchOp::Put {
             family: Family::RaftMeta,
             key: COUNT_KEY.to_vec(),
@@ -246,15 +249,15 @@ impl DocApplier {
             StrongCommand::SetCluster(id) => {
                 let mut machine = self.machine.lock();
                 if machine.cluster.is_none() {
-                    machine.cluster = Some(id);
                     batch.pending_ops.push(BatchOp::Put {
                         family: Family::RaftMeta,
                         key: CLUSTER_KEY.to_vec(),
                         value: codec::encode(&id),
                     });
                     tracing::info!(cluster = %id.origin(), "the strong path's cluster is named");
+                    machine.cluster = Some(id.clone());
                 }
-                Ok(Outcome::Cluster(machine.cluster.unwrap_or(id)))
+                Ok(Outcome::Cluster(machine.cluster.clone().unwrap_or(id)))
             }
             StrongCommand::Write { time_ms, writes, reads } => {
                 self.apply_write(entry.position.index, time_ms, writes, &reads, batch)

@@ -11,9 +11,13 @@
 //! state", so every precondition the leader evaluated still holds when the change applies,
 //! and a change computed on stale state is refused as [`Outcome::Stale`] and recomputed.
 
+use std::sync::Arc;
+
+use libp2p_identity::ed25519;
 use serde::{Deserialize, Serialize};
 use statemesh_protocol::limits::MESSAGE_BYTES_CEILING;
-use statemesh_protocol::{ChangeKind, DocKey};
+use statemesh_protocol::seal::{key_from_seed, node_id_of, SealChain};
+use statemesh_protocol::{ChangeKind, ChangeRecord, DocKey, NodeId};
 
 use crate::raft::Command;
 use crate::storage::{codec, StorageError};
@@ -24,24 +28,75 @@ pub const DOC_COMMAND_KIND: u16 = 0x4443;
 /// A cluster's identity: chosen once, by the first command the cluster commits. The cluster
 /// writes documents as an Automerge actor and logs its changes under a change-log origin,
 /// both derived from it, so two clusters never mix their changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterId(pub [u8; 16]);
+///
+/// It is an ed25519 secret that only the cluster's members hold (it travels in the Raft log
+/// and its snapshots, which reach members only): the origin is the key's node id, so every
+/// member seals the cluster's records identically (ed25519 signatures are deterministic) and
+/// every other node, edge nodes included, checks them like any node's records.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "ClusterSeed", into = "ClusterSeed")]
+pub struct ClusterId {
+    seed: ClusterSeed,
+    /// Derived once: the signing key and the origin it signs as.
+    derived: Arc<(ed25519::Keypair, NodeId)>,
+}
+
+/// What a [`ClusterId`] is stored and replicated as.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSeed(pub [u8; 32]);
+
+impl From<ClusterSeed> for ClusterId {
+    fn from(seed: ClusterSeed) -> Self {
+        let key = key_from_seed(seed.0);
+        let origin = node_id_of(&key.public());
+        Self { seed, derived: Arc::new((key, origin)) }
+    }
+}
+
+impl From<ClusterId> for ClusterSeed {
+    fn from(id: ClusterId) -> Self {
+        id.seed
+    }
+}
+
+impl PartialEq for ClusterId {
+    fn eq(&self, other: &Self) -> bool {
+        self.seed == other.seed
+    }
+}
+
+impl Eq for ClusterId {}
+
+impl std::fmt::Debug for ClusterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret stays out of logs.
+        f.debug_tuple("ClusterId").field(&self.derived.1).finish()
+    }
+}
 
 impl ClusterId {
     pub fn random() -> Self {
-        Self(rand::random())
+        ClusterSeed(rand::random()).into()
     }
 
-    /// The Automerge actor the cluster writes documents as.
+    /// The Automerge actor the cluster writes documents as: its public key.
     pub fn actor(&self) -> automerge::ActorId {
-        automerge::ActorId::from(&self.0[..])
+        automerge::ActorId::from(&self.derived.0.public().to_bytes()[..])
     }
 
-    /// The origin the cluster's changes are logged under: `raft` and the id in hex (peer
-    /// ids are base58 and start with `12D3`, so the two never collide).
-    pub fn origin(&self) -> statemesh_protocol::NodeId {
-        // Letters and digits only: always a valid node id.
-        statemesh_protocol::NodeId::new(format!("raft{}", hex::encode(self.0))).expect("hex is alphanumeric")
+    /// The origin the cluster's changes are logged under (a node id no node has, since no
+    /// node holds this key as its identity).
+    pub fn origin(&self) -> NodeId {
+        self.derived.1.clone()
+    }
+
+    /// Links the records of one command and seals its last: every member computes the same.
+    pub fn seal(&self, records: &mut [ChangeRecord]) {
+        let mut chain = SealChain::new(None);
+        let count = records.len();
+        for (i, record) in records.iter_mut().enumerate() {
+            chain.add(record, i + 1 == count, &self.derived.0);
+        }
     }
 }
 
@@ -172,10 +227,38 @@ mod tests {
     }
 
     #[test]
-    fn cluster_names_are_valid_and_distinct() {
-        let (a, b) = (ClusterId([1; 16]), ClusterId([2; 16]));
+    fn clusters_are_distinct_origins_whose_sealed_records_any_node_can_check() {
+        let (a, b): (ClusterId, ClusterId) = (ClusterSeed([1; 32]).into(), ClusterSeed([2; 32]).into());
         assert_ne!(a.origin(), b.origin());
-        assert!(a.origin().as_str().starts_with("raft"));
         assert_ne!(a.actor(), b.actor());
+        // The seed round-trips, and the secret stays out of debug output.
+        let decoded: ClusterId = codec::decode(&codec::encode(&a), "cluster id").expect("decodes");
+        assert_eq!(decoded, a);
+        assert!(!format!("{a:?}").contains("1, 1"));
+        let record = |seq| ChangeRecord {
+            id: statemesh_protocol::ChangeId { origin: a.origin(), seq },
+            doc: DocKey::new(
+                statemesh_protocol::Namespace::new("orders").expect("namespace"),
+                statemesh_protocol::DocId::new("a1").expect("id"),
+            ),
+            kind: ChangeKind::Put,
+            time_ms: 0,
+            changes: vec![vec![seq as u8]],
+            prev: statemesh_protocol::seal::NO_PREV,
+            seal: None,
+        };
+        let mut records = vec![record(1), record(2)];
+        a.seal(&mut records);
+        let (accepted, refused) = statemesh_protocol::seal::SealVerifier::new().verify(records.clone());
+        assert_eq!((accepted.len(), refused.len()), (2, 0));
+        // Sealing is deterministic: every member logs byte-identical records.
+        let mut again = vec![record(1), record(2)];
+        a.seal(&mut again);
+        assert_eq!(again, records);
+        // Another cluster's key does not vouch for this cluster's origin.
+        let mut forged = vec![record(3)];
+        b.seal(&mut forged);
+        let (accepted, _) = statemesh_protocol::seal::SealVerifier::new().verify(forged);
+        assert!(accepted.is_empty());
     }
 }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 pub use admin::{ClusterView, StrongNode};
 pub use applier::{decode_snapshot, DocApplier};
-pub use command::{ClusterId, DocRead, DocWrite, Outcome, StrongCommand};
+pub use command::{ClusterId, ClusterSeed, DocRead, DocWrite, Outcome, StrongCommand};
 pub use error::{StrongDocError, StrongResult};
 pub use formation::{form_cluster, parse_voters, VoterSpec};
 pub use reads::{ReadLevel, ReadStamp};

@@ -17,6 +17,8 @@
 
 mod peer;
 #[cfg(test)]
+mod test_keys;
+#[cfg(test)]
 mod tests;
 mod transfer;
 #[cfg(test)]
@@ -28,6 +30,7 @@ use rand_core::RngCore;
 
 use crate::change_log::{ChangeId, ChangeRecord, Seq};
 use crate::ids::{DocKey, NodeId};
+use crate::seal::{SealVerifier, SealedTip};
 use crate::version_vector::VersionVector;
 use crate::wire::{DocState, Gossip, Message, StateRequest, StateResponse, SyncRequest, SyncResponse};
 use peer::{PeerState, SyncState};
@@ -105,6 +108,7 @@ pub enum Input {
         docs: Vec<DocState>,
         next: Option<DocKey>,
         vv: VersionVector,
+        tips: Vec<SealedTip>,
     },
     /// Documents from [`Effect::MergeDocs`] are merged durably (and, on the last page, the
     /// completed version vector is stored).
@@ -162,6 +166,9 @@ pub enum Effect {
         from: NodeId,
         docs: Vec<DocState>,
         complete: Option<VersionVector>,
+        /// With `complete`: the tips that prove it, to be stored with it (this node serves
+        /// them in turn when it transfers state).
+        tips: Vec<SealedTip>,
     },
 }
 
@@ -178,6 +185,8 @@ pub struct Replica {
     next_anti_entropy_ms: i64,
     /// The one state transfer in progress, if any.
     transfer: Option<Transfer>,
+    /// Checks every received record against its origin's key before anything else.
+    verifier: SealVerifier,
 }
 
 impl Replica {
@@ -192,6 +201,7 @@ impl Replica {
             peers: BTreeMap::new(),
             next_anti_entropy_ms: 0,
             transfer: None,
+            verifier: SealVerifier::new(),
         }
     }
 
@@ -257,10 +267,10 @@ impl Replica {
                 }
                 effects.push(Effect::Reject { from, reason });
             }
-            Input::DocsRead { for_peer, docs, next, vv } => {
+            Input::DocsRead { for_peer, docs, next, vv, tips } => {
                 effects.push(Effect::Send {
                     to: for_peer,
-                    message: Message::StateResponse(StateResponse { docs, next, vv }),
+                    message: Message::StateResponse(StateResponse { docs, next, vv, tips }),
                 });
             }
             Input::DocsMerged { from } => self.docs_merged(&from, now_ms, &mut effects),
@@ -375,17 +385,31 @@ impl Replica {
     }
 
     fn state_response(&mut self, from: &NodeId, response: StateResponse, effects: &mut Vec<Effect>) {
-        let Some(transfer) = self.transfer.as_mut().filter(|t| &t.peer == from && t.awaiting_page()) else {
+        let Some(first_page) =
+            self.transfer.as_ref().filter(|t| &t.peer == from && t.awaiting_page()).map(|t| !t.has_cover())
+        else {
             // Late or unsolicited: nothing waits for it.
             return;
         };
-        let StateResponse { docs, next, vv } = response;
-        let complete = transfer.page_arrived(vv, next).map(|theirs| {
-            let mut merged = self.vv.clone();
-            merged.merge(&theirs);
-            merged
+        let StateResponse { docs, next, vv, tips } = response;
+        // Only the first page's vector counts (see `Transfer`), so only it is checked.
+        let cover = first_page.then(|| {
+            let (proven, refusal) = prove_cover(&mut self.verifier, &self.me, vv, tips);
+            if let Some(reason) = refusal {
+                effects.push(Effect::Reject { from: from.clone(), reason });
+            }
+            proven
         });
-        effects.push(Effect::MergeDocs { from: from.clone(), docs, complete });
+        let Some(transfer) = self.transfer.as_mut() else { return };
+        let (complete, tips) = match transfer.page_arrived(cover, next) {
+            Some((theirs, tips)) => {
+                let mut merged = self.vv.clone();
+                merged.merge(&theirs);
+                (Some(merged), tips)
+            }
+            None => (None, Vec::new()),
+        };
+        effects.push(Effect::MergeDocs { from: from.clone(), docs, complete, tips });
     }
 
     fn docs_merged(&mut self, from: &NodeId, now_ms: i64, effects: &mut Vec<Effect>) {
@@ -436,7 +460,22 @@ impl Replica {
 
     /// Validates incoming records and hands the new ones to storage. Returns whether a gap
     /// remains in some origin after them (a reason to pull).
-    fn accept_records(&mut self, from: &NodeId, records: Vec<ChangeRecord>, effects: &mut Vec<Effect>) -> bool {
+    ///
+    /// Origin authentication comes first, over everything the message carries beyond the
+    /// version vector (a record held out of order may still be the one whose seal vouches for
+    /// the others): nothing that fails it is stored, relayed or counted as held.
+    fn accept_records(&mut self, from: &NodeId, mut records: Vec<ChangeRecord>, effects: &mut Vec<Effect>) -> bool {
+        // What the version vector covers is dropped unchecked: it vouches only for records
+        // below it, which are held too.
+        records.retain(|record| !self.vv.contains(&record.id.origin, record.id.seq));
+        let (records, refused) = self.verifier.verify(records);
+        if let Some(first) = refused.first() {
+            let more = match refused.len() {
+                1 => String::new(),
+                n => format!(" (and {} more refusals in the same message)", n - 1),
+            };
+            effects.push(Effect::Reject { from: from.clone(), reason: format!("{first}{more}") });
+        }
         let mut fresh = Vec::new();
         for record in records {
             let id = record.id.clone();
@@ -511,4 +550,41 @@ impl Replica {
             }
         }
     }
+}
+
+/// The part of a state responder's version vector its tips prove, with those tips, and why
+/// the rest was refused. This node's own entry is dropped: only it knows how far it wrote.
+fn prove_cover(
+    verifier: &mut SealVerifier,
+    me: &NodeId,
+    vv: VersionVector,
+    tips: Vec<SealedTip>,
+) -> ((VersionVector, Vec<SealedTip>), Option<String>) {
+    let mut by_origin: BTreeMap<NodeId, SealedTip> = BTreeMap::new();
+    for tip in tips {
+        by_origin.entry(tip.id.origin.clone()).or_insert(tip);
+    }
+    let mut proven = VersionVector::new();
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for (origin, seq) in vv.iter() {
+        if origin == me {
+            continue;
+        }
+        match by_origin.remove(origin) {
+            Some(tip) if tip.id.seq == seq => match verifier.check_tip(&tip) {
+                Ok(()) => {
+                    proven.advance(origin, seq);
+                    kept.push(tip);
+                }
+                Err(error) => refused.push(error.to_string()),
+            },
+            _ => refused.push(format!("no seal proves that {origin} wrote up to seq {seq}")),
+        }
+    }
+    let reason = refused.first().map(|first| match refused.len() {
+        1 => format!("state transfer: {first}"),
+        n => format!("state transfer: {first} (and {} more)", n - 1),
+    });
+    ((proven, kept), reason)
 }

@@ -11,18 +11,38 @@ use crate::wire::{self, WireLimits};
 
 use crate::seeded_rng::SplitMix64 as Rng;
 
-fn node(i: usize) -> NodeId {
-    NodeId::new(format!("node{i}")).expect("node id")
+use super::test_keys::{key_of, node};
+
+/// Record `seq` of `origin`, sealed on its own (as the last record of a batch of one).
+fn record(origin: &NodeId, seq: Seq) -> ChangeRecord {
+    let mut record = unsealed(origin, seq);
+    let hash = crate::seal::record_hash(&record);
+    crate::seal::seal(&mut record, &hash, &key_of(origin));
+    record
 }
 
-fn record(origin: &NodeId, seq: Seq) -> ChangeRecord {
+fn unsealed(origin: &NodeId, seq: Seq) -> ChangeRecord {
     ChangeRecord {
         id: ChangeId { origin: origin.clone(), seq },
         doc: DocKey::new(Namespace::new("ns").expect("ns"), DocId::new(format!("d{}", seq % 7)).expect("id")),
         kind: ChangeKind::Put,
         time_ms: seq as i64,
         changes: vec![vec![seq as u8; 3]],
+        prev: crate::seal::NO_PREV,
+        seal: None,
     }
+}
+
+/// Records `seqs` of `origin` as one group commit: chained, the last one sealed.
+fn batch(origin: &NodeId, seqs: std::ops::RangeInclusive<Seq>) -> Vec<ChangeRecord> {
+    let mut chain = crate::seal::SealChain::new(None);
+    let last = *seqs.end();
+    seqs.map(|seq| {
+        let mut record = unsealed(origin, seq);
+        chain.add(&mut record, seq == last, &key_of(origin));
+        record
+    })
+    .collect()
 }
 
 /// A replica plus the storage it drives: the records it holds.
@@ -347,4 +367,109 @@ fn a_failed_pull_frees_anti_entropy_before_its_timeout() {
     // request's timeout.
     replica.handle(350, &mut rng, Input::SyncFailed(node(1)));
     assert_eq!(requests(&replica.handle(400, &mut rng, Input::Tick)), 1);
+}
+
+fn rejected(effects: &[Effect]) -> Vec<&str> {
+    effects
+        .iter()
+        .filter_map(|e| if let Effect::Reject { reason, .. } = e { Some(reason.as_str()) } else { None })
+        .collect()
+}
+
+fn applied(effects: &[Effect]) -> Vec<ChangeId> {
+    effects
+        .iter()
+        .filter_map(|e| if let Effect::Apply { records, .. } = e { Some(records) } else { None })
+        .flatten()
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+fn gossip_from(replica: &mut Replica, relay: &NodeId, records: Vec<ChangeRecord>) -> Vec<Effect> {
+    let mut rng = Rng::new(1);
+    replica.handle(0, &mut rng, Input::Received { from: relay.clone(), message: Message::Gossip(Gossip { records }) })
+}
+
+#[test]
+fn a_chained_batch_relayed_by_anyone_is_accepted_with_one_seal() {
+    let (me, origin, relay) = (node(0), node(1), node(2));
+    let mut replica = Replica::new(me, VersionVector::new(), ReplicaConfig::default());
+    let records = batch(&origin, 1..=5);
+    assert_eq!(records.iter().filter(|r| r.seal.is_some()).count(), 1, "one seal per group commit");
+    let effects = gossip_from(&mut replica, &relay, records);
+    assert!(rejected(&effects).is_empty(), "{effects:?}");
+    assert_eq!(applied(&effects).len(), 5);
+}
+
+#[test]
+fn a_record_forged_under_another_origin_is_refused_and_its_sender_blamed() {
+    // The relay makes up origin's next seq, with empty changes, sealed with its own key.
+    let (me, origin, relay) = (node(0), node(1), node(2));
+    let mut replica = Replica::new(me, VersionVector::new(), ReplicaConfig::default());
+    let mut forged = unsealed(&origin, 1);
+    forged.changes.clear();
+    let hash = crate::seal::record_hash(&forged);
+    crate::seal::seal(&mut forged, &hash, &key_of(&relay));
+    let effects = gossip_from(&mut replica, &relay, vec![forged, unsealed(&origin, 2)]);
+    assert!(applied(&effects).is_empty(), "{effects:?}");
+    let reasons = rejected(&effects);
+    assert_eq!(reasons.len(), 1, "one offence per message");
+    assert!(reasons[0].contains("seal its origin did not make"), "{reasons:?}");
+    // The origin's real record 1 is still welcome afterwards.
+    let effects = gossip_from(&mut replica, &relay, batch(&origin, 1..=1));
+    assert_eq!(applied(&effects), vec![ChangeId { origin, seq: 1 }]);
+}
+
+#[test]
+fn an_altered_record_breaks_its_link_and_only_it_and_what_it_vouched_for_are_refused() {
+    let (me, origin, relay) = (node(0), node(1), node(2));
+    let mut replica = Replica::new(me, VersionVector::new(), ReplicaConfig::default());
+    let mut records = batch(&origin, 1..=4);
+    records[1].changes = vec![b"not what origin wrote".to_vec()];
+    let effects = gossip_from(&mut replica, &relay, records);
+    // 3 and 4 are vouched for by the seal on 4; 2 no longer hashes to what 3 names, and 1 was
+    // vouched for only by 2.
+    let ids: Vec<Seq> = applied(&effects).iter().map(|id| id.seq).collect();
+    assert_eq!(ids, vec![3, 4]);
+    assert_eq!(rejected(&effects).len(), 1);
+}
+
+#[test]
+fn a_record_moved_to_another_seq_or_a_batch_without_its_seal_is_refused() {
+    let (me, origin, relay) = (node(0), node(1), node(2));
+    let mut replica = Replica::new(me, VersionVector::new(), ReplicaConfig::default());
+    // Replayed as seq 7: the seal signs seq 1.
+    let mut moved = record(&origin, 1);
+    moved.id.seq = 7;
+    // The tail of a batch without the record that seals it proves nothing.
+    let mut tail = batch(&origin, 10..=12);
+    tail.pop();
+    let mut records = vec![moved];
+    records.extend(tail);
+    let effects = gossip_from(&mut replica, &relay, records);
+    assert!(applied(&effects).is_empty(), "{effects:?}");
+    assert!(rejected(&effects)[0].contains("and 2 more"), "{effects:?}");
+}
+
+#[test]
+fn records_of_an_origin_that_is_no_ed25519_identity_are_refused() {
+    let (me, relay) = (node(0), node(2));
+    let mut replica = Replica::new(me, VersionVector::new(), ReplicaConfig::default());
+    let stranger = NodeId::new("notapeerid").expect("node id");
+    let effects = gossip_from(&mut replica, &relay, vec![unsealed(&stranger, 1)]);
+    assert!(applied(&effects).is_empty());
+    assert!(rejected(&effects)[0].contains("not an ed25519 node id"), "{effects:?}");
+}
+
+#[test]
+fn a_sealed_tip_checks_on_its_own_and_only_for_its_own_seq() {
+    let origin = node(1);
+    let records = batch(&origin, 1..=3);
+    let mut verifier = crate::seal::SealVerifier::new();
+    let tip = crate::seal::SealedTip::of(&records[2]).expect("the last record is sealed");
+    assert_eq!(verifier.check_tip(&tip), Ok(()));
+    assert!(crate::seal::SealedTip::of(&records[1]).is_none());
+    let mut claimed = tip.clone();
+    claimed.id.seq = 1_000_000;
+    assert!(verifier.check_tip(&claimed).is_err());
 }

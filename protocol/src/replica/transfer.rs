@@ -5,6 +5,7 @@
 //! page's documents hold at least every change that vector covers.
 
 use crate::ids::{DocKey, NodeId};
+use crate::seal::SealedTip;
 use crate::version_vector::VersionVector;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +20,9 @@ enum Stage {
 pub struct Transfer {
     pub peer: NodeId,
     stage: Stage,
-    /// The responder's version vector from the first page.
-    covers: Option<VersionVector>,
+    /// The responder's version vector from the first page, as far as its tips prove it,
+    /// and those tips.
+    covers: Option<(VersionVector, Vec<SealedTip>)>,
 }
 
 pub enum Next {
@@ -42,19 +44,31 @@ impl Transfer {
         matches!(self.stage, Stage::Awaiting { since_ms } if now_ms - since_ms >= timeout_ms)
     }
 
-    /// Records a page; returns what the whole transfer covers if it was the last one.
-    pub fn page_arrived(&mut self, vv: VersionVector, next: Option<DocKey>) -> Option<VersionVector> {
-        let covers = self.covers.get_or_insert(vv).clone();
+    /// Whether the first page has arrived (later pages' vectors are not used).
+    pub fn has_cover(&self) -> bool {
+        self.covers.is_some()
+    }
+
+    /// Records a page (`cover` is the proven vector of the first); returns what the whole
+    /// transfer covers, with its proof, if it was the last one.
+    pub fn page_arrived(
+        &mut self,
+        cover: Option<(VersionVector, Vec<SealedTip>)>,
+        next: Option<DocKey>,
+    ) -> Option<(VersionVector, Vec<SealedTip>)> {
+        if self.covers.is_none() {
+            self.covers = Some(cover.unwrap_or_default());
+        }
         let last = next.is_none();
         self.stage = Stage::Merging { next };
-        last.then_some(covers)
+        last.then(|| self.covers.clone().unwrap_or_default())
     }
 
     /// The page is merged: what to do next.
     pub fn merged(&mut self, now_ms: i64) -> Next {
         match std::mem::replace(&mut self.stage, Stage::Awaiting { since_ms: now_ms }) {
             Stage::Merging { next: Some(after) } => Next::Page(after),
-            _ => Next::Done(self.covers.clone().unwrap_or_default()),
+            _ => Next::Done(self.covers.clone().map(|(vv, _)| vv).unwrap_or_default()),
         }
     }
 }

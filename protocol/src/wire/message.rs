@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::change_log::{ChangeRecord, Seq};
 use crate::ids::{DocKey, NodeId};
+use crate::seal::SealedTip;
 use crate::version_vector::VersionVector;
 
 /// A push of freshly committed change records (a latency hint: anti-entropy alone
@@ -58,6 +59,10 @@ pub struct StateResponse {
     /// Where the next page starts; `None` on the last page.
     pub next: Option<DocKey>,
     pub vv: VersionVector,
+    /// For each entry of `vv`, its origin's seal on the record at exactly that seq: proof
+    /// that the origin wrote that far, so a responder cannot make the requester skip an
+    /// origin's future records by claiming seqs nobody wrote.
+    pub tips: Vec<SealedTip>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

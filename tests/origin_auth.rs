@@ -1,7 +1,8 @@
 //! Origin authentication between real nodes: a peer holding the cluster key sends records
 //! under another node's origin (forged, altered, renumbered, or claiming the receiver's own
 //! seqs) over the real libp2p gossip path. None is stored or relayed, the sender is cut
-//! off, and the honest origin's real records still arrive everywhere afterwards.
+//! off, and the honest origin's real records still arrive everywhere afterwards. The same for
+//! messages whose length fields claim far more than they carry.
 
 use std::time::Duration;
 
@@ -109,6 +110,60 @@ async fn records_forged_altered_or_renumbered_under_another_origin_are_refused_e
     let honest: Vec<String> = members[1..].iter().map(|m| m.node.node_id().to_string()).collect();
     let peers: Vec<String> = members[0].node.peers().into_iter().map(|p| p.id).collect();
     assert!(honest.iter().all(|id| peers.contains(id)), "honest peers were cut off: {peers:?}");
+    for member in members.iter_mut() {
+        member.disconnect().await;
+    }
+}
+
+/// A wire envelope around `payload`, uncompressed, as any peer may frame one.
+fn envelope(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![b'S', b'M', wire::VERSION, 0];
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// bincode's varint for a u64 length: the `0xfd` marker, then eight bytes.
+fn claimed_length(length: u64) -> Vec<u8> {
+    let mut bytes = vec![0xfd];
+    bytes.extend_from_slice(&length.to_le_bytes());
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_claiming_huge_lengths_are_refused_without_allocating_and_the_sender_cut_off() {
+    let mut members = memory_cluster(2).await;
+    let target = members[0].addrs()[0].clone();
+    let before = members[0].node.metrics().p2p_rejected.get();
+    // Gossip (variant 0) claiming 2^40 records; and one record whose origin claims 2^40
+    // bytes; and an anti-entropy request (variant 1) whose version vector claims 2^40 entries.
+    let mut many_records = vec![0];
+    many_records.extend(claimed_length(1 << 40));
+    let mut huge_origin = vec![0, 1];
+    huge_origin.extend(claimed_length(1 << 40));
+    let mut huge_vector = vec![1];
+    huge_vector.extend(claimed_length(1 << 40));
+    // Well framed: what refuses them is the payload's bounded decoding, not the envelope.
+    for payload in [&many_records, &huge_origin, &huge_vector] {
+        let refused = wire::decode(&envelope(payload), &wire::WireLimits::default());
+        assert!(matches!(refused, Err(wire::WireError::BadPayload(_))), "{refused:?}");
+    }
+    let mut gossip = Vec::new();
+    for _ in 0..9 {
+        gossip.push(envelope(&many_records));
+        gossip.push(envelope(&huge_origin));
+    }
+    assert_eq!(publish_raw_gossip(&target, gossip, Duration::from_secs(2)).await, 18);
+    let answered = statemesh::testkit::send_raw_requests(&target, vec![envelope(&huge_vector)]).await;
+    assert!(answered.iter().all(Result::is_err), "a hostile request was answered: {answered:?}");
+    eventually(CONVERGE, "node 0 refuses them", || async {
+        members[0].node.metrics().p2p_rejected.get() - before >= 17
+    })
+    .await;
+    // Both nodes are up and still replicate with each other.
+    let doc = key("shared", "after-length-claims");
+    patch(&members[0].node, &doc, json!({"ok": true})).await;
+    eventually(CONVERGE, "replication continues", || async { members[1].node.get(&doc).await.is_ok() }).await;
     for member in members.iter_mut() {
         member.disconnect().await;
     }

@@ -250,7 +250,7 @@ impl SealVerifier {
         let mut run: Vec<ChangeRecord> = Vec::new();
         for record in sorted.into_values() {
             let continues = run.last().is_some_and(|last: &ChangeRecord| {
-                last.id.origin == record.id.origin && last.id.seq + 1 == record.id.seq
+                last.id.origin == record.id.origin && last.id.seq.checked_add(1) == Some(record.id.seq)
             });
             if !continues {
                 self.verify_run(std::mem::take(&mut run), &mut accepted, &mut refused);

@@ -14,6 +14,9 @@
 //!   contiguous runs that storage has confirmed durable ("persist before acknowledge").
 //! - Any node serves any origin's records, so nodes that never meet an origin converge.
 //! - Every queue is bounded: records held out of order, in-flight applies, pages.
+//! - Nothing a peer sends is taken on its word: every received record is checked against its
+//!   origin's key ([`crate::seal`]) and a state transfer's version vector against the
+//!   origins' seals, before anything is stored or counted.
 
 mod peer;
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! A transfer runs page by page: request, response, merge, next request. The version vector
 //! of the first page is what the transfer guarantees once every page is merged, because each
-//! page's documents hold at least every change that vector covers.
+//! page's documents hold at least every change that vector covers; only the entries its
+//! origins' seals prove count.
 
 use crate::ids::{DocKey, NodeId};
 use crate::seal::SealedTip;

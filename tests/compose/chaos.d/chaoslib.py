@@ -193,16 +193,32 @@ class HttpResult:
             return None
 
 
+# The compose cluster's API wants a bearer token on every route but /healthz and /readyz.
+# The scripts that start the helpers export it (docker/cluster-workload.token, a `write`
+# token) under the name the node's CLI reads as well.
+TOKEN_VAR = "STATEMESH_TOKEN"
+
+
+def require_token(who):
+    """Exits with a clear message when no token was given: every request would be a 401."""
+    if not os.environ.get(TOKEN_VAR):
+        raise SystemExit(f"{who}: {TOKEN_VAR} is not set; the compose cluster's API needs a token "
+                         f"(export {TOKEN_VAR}=$(cat docker/cluster-workload.token))")
+
+
 def http(url, method, path, body=None, headers=None, timeout=10.0):
-    """One request on a fresh connection. Raises ConnectionRefusedError when nothing
-    listens (the request certainly did not reach the node), and other OSError /
-    http.client exceptions when the outcome is unknown."""
+    """One request on a fresh connection, with the bearer token of $STATEMESH_TOKEN. Raises
+    ConnectionRefusedError when nothing listens (the request certainly did not reach the
+    node), and other OSError / http.client exceptions when the outcome is unknown."""
     host_port = url.split("://", 1)[1].rstrip("/")
     host, port = host_port.rsplit(":", 1)
     conn = httpclient.HTTPConnection(host, int(port), timeout=timeout)
     try:
         data = None
         hdrs = dict(headers or {})
+        token = os.environ.get(TOKEN_VAR)
+        if token:
+            hdrs.setdefault("Authorization", f"Bearer {token}")
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
         conn.request(method, path, body=data, headers=hdrs)
@@ -231,8 +247,11 @@ def address(container):
 
 def in_container(container, *args, timeout=15.0):
     """Runs the node binary inside its container as a client of its own API: the way to
-    reach a node whose published port went with its network."""
-    return docker("exec", container, "/statemesh", "--node", "http://127.0.0.1:7700", *args,
+    reach a node whose published port went with its network. `-e STATEMESH_TOKEN` without a
+    value hands it the token from this process's environment, so the token is on no command
+    line."""
+    env = ["-e", TOKEN_VAR] if os.environ.get(TOKEN_VAR) else []
+    return docker("exec", *env, container, "/statemesh", "--node", "http://127.0.0.1:7700", *args,
                   timeout=timeout)
 
 

@@ -2,7 +2,7 @@
 //! loopback (TCP, noise, yamux; gossip plus anti-entropy), exactly as `statemesh start` runs.
 //!
 //! Run: `cargo bench --bench replication` (all scenarios) or pick some with
-//! `BENCH_SCENARIOS=latency,heal,idle,catchup,long_history`. Sizes follow the figures the
+//! `BENCH_SCENARIOS=latency,heal,idle,catchup,long_history,transfer`. Sizes follow the figures the
 //! project tracks and can be scaled down with the variables named below.
 //!
 //! - latency: 5 nodes; node 0 writes at `BENCH_RATE` (default 1,000) writes/s for
@@ -20,6 +20,10 @@
 //!   made over 10,000 documents; time from its return to holding all of them.
 //! - long_history: one document with `BENCH_LONG_CHANGES` (default 20,000) changes made on
 //!   one node while another is online; the receiver's apply rate.
+//! - transfer: node 0 keeps only its newest 1,000 log records and makes
+//!   `BENCH_TRANSFER_CHANGES` (default 50,000) changes over 10,000 documents; a node that
+//!   never met it then joins and receives whole documents. Time and CPU until it holds them,
+//!   and the size of what node 0 serves: the documents and the proof of their heads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,9 +54,17 @@ fn doc(i: u64) -> DocKey {
 
 /// `count` RocksDB members in temporary directories (not yet connected).
 fn open_members(count: usize) -> (Vec<Member>, Vec<tempfile::TempDir>) {
+    open_members_with(count, |_, _| {})
+}
+
+/// `tweak(i, config)` adjusts member `i`'s configuration before it opens.
+fn open_members_with(
+    count: usize,
+    tweak: impl Fn(usize, &mut statemesh::config::Config),
+) -> (Vec<Member>, Vec<tempfile::TempDir>) {
     let dirs: Vec<tempfile::TempDir> = (0..count).map(|_| tempfile::tempdir().expect("tempdir")).collect();
     let mut members = Vec::new();
-    for dir in &dirs {
+    for (i, dir) in dirs.iter().enumerate() {
         let mut config = member_config(Some(dir.path()));
         config.p2p.anti_entropy_interval = Duration::from_secs(1);
         config.log.level = "warn".to_string();
@@ -60,6 +72,7 @@ fn open_members(count: usize) -> (Vec<Member>, Vec<tempfile::TempDir>) {
             config.p2p.gossip_batch_window =
                 Duration::from_millis(ms.parse().expect("BENCH_GOSSIP_WINDOW_MS: milliseconds"));
         }
+        tweak(i, &mut config);
         members.push(Member::open(config));
     }
     (members, dirs)
@@ -347,6 +360,61 @@ async fn long_history() {
     shutdown(members).await;
 }
 
+async fn transfer() {
+    let changes = env_or("BENCH_TRANSFER_CHANGES", 50_000);
+    let docs = 10_000;
+    let (mut members, _dirs) = open_members_with(2, |i, config| {
+        if i == 0 {
+            config.history.max_size = 1_000;
+        }
+    });
+    let late_config = members.pop().expect("member").stop().await;
+    members[0].connect(&[]).await;
+    write_fast(&members[0].node, changes, docs, "t").await;
+    let origin = members[0].node.clone();
+    let pruned = || {
+        let origin = origin.clone();
+        async move { !origin.read_log(VersionVector::new(), 10, 1 << 20).await.expect("read log").floors.is_empty() }
+    };
+    let start = Instant::now();
+    while !pruned().await {
+        assert!(start.elapsed() < CONVERGE_TIMEOUT, "node 0's log is never pruned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What node 0 serves, page by page, as a transfer reads it.
+    let (mut doc_bytes, mut proof_bytes, mut proofs, mut after) = (0usize, 0usize, 0usize, None);
+    loop {
+        let page = origin.read_docs(after, 1_000, 4 << 20).await.expect("read docs");
+        doc_bytes += page.docs.iter().map(|d| d.automerge.len()).sum::<usize>();
+        proof_bytes += page.proofs.iter().map(|h| h.encode().len()).sum::<usize>();
+        proofs += page.proofs.len();
+        after = page.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    let late = Member::open(late_config);
+    members.push(late);
+    let seed = members[0].addrs();
+    let (start, cpu_before) = (Instant::now(), common::cpu_time(None));
+    members[1].connect(&seed).await;
+    let took = wait_for(CONVERGE_TIMEOUT, || converged(&[&members[0].node, &members[1].node])).await;
+    let total = start.elapsed().max(took);
+    let cpu = common::cpu_time(None).saturating_sub(cpu_before);
+    println!(
+        "transfer     {docs} docs ({changes} changes) to a node that never met their origin: {:.2} s | {:.0} docs/s | \
+         CPU {:.2} s, {:.1} µs/doc | served {:.1} MB of documents and {proofs} headers, {:.1} MB ({:.1} %) of proof",
+        total.as_secs_f64(),
+        docs as f64 / total.as_secs_f64(),
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / docs as f64,
+        doc_bytes as f64 / 1e6,
+        proof_bytes as f64 / 1e6,
+        100.0 * proof_bytes as f64 / doc_bytes.max(1) as f64,
+    );
+    shutdown(members).await;
+}
+
 async fn shutdown(members: Vec<Member>) {
     for member in members {
         member.stop().await;
@@ -355,7 +423,7 @@ async fn shutdown(members: Vec<Member>) {
 
 fn main() {
     let scenarios =
-        std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "latency,heal,idle,catchup,long_history".into());
+        std::env::var("BENCH_SCENARIOS").unwrap_or_else(|_| "latency,heal,idle,catchup,long_history,transfer".into());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     println!("statemesh replication benchmark (in-process nodes, RocksDB, libp2p on loopback)");
     for scenario in scenarios.split(',').map(str::trim) {
@@ -366,6 +434,7 @@ fn main() {
                 "idle" => idle().await,
                 "catchup" => catchup().await,
                 "long_history" => long_history().await,
+                "transfer" => transfer().await,
                 other => eprintln!("unknown scenario `{other}`"),
             }
         });

@@ -161,7 +161,10 @@ fn history_rollback_and_transactions_from_the_cli() {
     run(&["put", "ns", "d", r#"{"v":2}"#]);
     let (code, out, err) = run(&["history", "ns", "d"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.lines().filter(|l| l.contains("statemesh:put")).count(), 2, "{out}");
+    // One line per change: its kind and author in their columns.
+    let puts = out.lines().filter(|l| l.split_whitespace().nth(2) == Some("put")).collect::<Vec<_>>();
+    assert_eq!(puts.len(), 2, "{out}");
+    assert!(puts.iter().all(|l| l.split_whitespace().nth(3) == Some("anonymous")), "{out}");
     let (code, _, err) = run(&["rollback", "ns", "d", "--steps", "1"]);
     assert_eq!(code, 0, "{err}");
     let (_, out, _) = run(&["get", "ns", "d"]);

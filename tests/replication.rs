@@ -186,6 +186,16 @@ async fn a_node_behind_a_pruned_log_receives_whole_documents_and_converges() {
     eventually(CONVERGE, "the late node converges", || async { same_version_vectors(&[&origin.node, &late.node]) })
         .await;
     assert_identical(&[&origin.node, &late.node], &keys).await;
+    // A node that reaches only the late one gets the documents from it: the late node holds
+    // none of the origin's records, only the proof that came with the documents.
+    let mut later = Member::open(member_config(None));
+    later.connect(&late.addrs()).await;
+    eventually(CONVERGE, "a node behind the late one converges", || async {
+        same_version_vectors(&[&origin.node, &later.node])
+    })
+    .await;
+    assert_identical(&[&origin.node, &later.node], &keys).await;
+    later.disconnect().await;
     // Writes after the transfer flow by log range again.
     patch(&origin.node, &keys[0], json!({"after": true})).await;
     eventually(CONVERGE, "a later write arrives", || async {

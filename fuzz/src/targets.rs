@@ -176,6 +176,7 @@ fn wire_seeds() -> Vec<Vec<u8>> {
         next: Some(key("users", "bob")),
         vv: [(node("nodeA"), 9)].into_iter().collect(),
         tips: statemesh_protocol::seal::SealedTip::of(&sample_record(9)).into_iter().collect(),
+        proofs: vec![statemesh_protocol::attestation::RecordHeader::of(&sample_record(9))],
     })));
     seeds
 }

@@ -4,8 +4,9 @@
 //! Rows: hashing one record (the writer links every record, the receiver rehashes every
 //! record it is sent); sealing one (ed25519 signature, once per group commit); checking one
 //! seal; and verifying a whole anti-entropy page of chained records from one origin (one
-//! seal, one hash per record), per record. Records carry `BENCH_CHANGE_BYTES` (default 200)
-//! bytes of changes, about what one small merge patch makes.
+//! seal, one hash per record), per record. Each record carries one real Automerge change
+//! setting a string of `BENCH_CHANGE_BYTES` (default 200) bytes, about what one small merge
+//! patch makes (a record's hash covers its changes' Automerge hashes, so they must be real).
 //!
 //! Run: `cargo bench -p statemesh-protocol --bench seals` (`BENCH_ITERATIONS`, default 20000).
 
@@ -19,17 +20,27 @@ fn env_or(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// One Automerge change of a little more than `bytes` bytes.
+fn change_chunk(bytes: usize) -> Vec<u8> {
+    use automerge::transaction::Transactable;
+    let mut doc = automerge::AutoCommit::new();
+    doc.put(automerge::ROOT, "v", "x".repeat(bytes)).expect("put");
+    doc.commit();
+    doc.get_changes(&[]).last().expect("a change").raw_bytes().to_vec()
+}
+
 fn main() {
     let n = env_or("BENCH_ITERATIONS", 20_000);
     let change_bytes = env_or("BENCH_CHANGE_BYTES", 200) as usize;
     let key = key_from_seed([9; 32]);
     let origin = node_id_of(&key.public());
+    let chunk = change_chunk(change_bytes);
     let record = |seq: u64| ChangeRecord {
         id: ChangeId { origin: origin.clone(), seq },
         doc: DocKey::new(Namespace::new("bench").expect("ns"), DocId::new(format!("doc{}", seq % 5000)).expect("id")),
         kind: ChangeKind::Patch,
         time_ms: 1_764_000_000_000,
-        changes: vec![vec![(seq % 251) as u8; change_bytes]],
+        changes: vec![chunk.clone()],
         prev: NO_PREV,
         seal: None,
     };

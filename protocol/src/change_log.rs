@@ -93,13 +93,20 @@ pub enum RecordDecodeError {
          older statemesh; export its documents with that version and import them into a fresh one"
     )]
     Unsigned,
+    #[error(
+        "change record format 2 predates proof for transferred documents (its hashes cover change bytes, \
+         not change hashes): this data directory was written by an older statemesh; export its documents \
+         with that version and import them into a fresh one"
+    )]
+    Format2,
     #[error("change record is malformed: {0}")]
     Malformed(String),
 }
 
-/// The first byte of every encoded record; bump it when the layout changes. Format 1 had
-/// neither `prev` nor `seal`.
-const RECORD_FORMAT: u8 = 2;
+/// The first byte of every encoded record; bump it when the layout or the meaning of a field
+/// changes. Format 1 had neither `prev` nor `seal`; format 2 hashed the change bytes where
+/// format 3 hashes the changes' Automerge hashes (see [`crate::seal::record_hash`]).
+const RECORD_FORMAT: u8 = 3;
 
 fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
@@ -115,8 +122,10 @@ impl ChangeRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordDecodeError> {
         let (format, body) = bytes.split_first().ok_or(RecordDecodeError::Empty)?;
-        if *format == 1 {
-            return Err(RecordDecodeError::Unsigned);
+        match *format {
+            1 => return Err(RecordDecodeError::Unsigned),
+            2 => return Err(RecordDecodeError::Format2),
+            _ => {}
         }
         if *format != RECORD_FORMAT {
             return Err(RecordDecodeError::UnknownFormat(*format));

@@ -15,9 +15,11 @@
 //! - [`bounded`]: bincode decoding whose allocations follow the input's size.
 //! - [`wire`]: the replication messages and their versioned envelope (`PROTOCOL.md`).
 //! - [`seal`]: origin authentication of change records (hash chains and signatures).
+//! - [`attestation`]: record headers, the proof that goes with whole documents.
 //! - [`replica`]: the replication state machine (anti-entropy, gossip, apply ordering).
 //! - [`seeded_rng`]: a deterministic generator for tests and the simulator.
 
+pub mod attestation;
 pub mod bounded;
 pub mod change_log;
 pub mod document;

@@ -17,6 +17,12 @@
 //! A seal signs the record's origin, seq and hash, so it can also be checked on its own (a
 //! [`SealedTip`]) as proof that an origin has written up to a seq.
 //!
+//! The hash covers a record's changes by their Automerge change hashes rather than their
+//! bytes, so the record's [`RecordHeader`] (the record with those hashes in place of the
+//! changes) has the same hash and is checked the same way: that is what proves documents
+//! handed over whole ([`crate::attestation`]). A change hash is read from the chunk's header
+//! and body without parsing it, which costs what hashing the bytes did.
+//!
 //! Whatever a sender forges, alters, reorders or replays under another origin fails here:
 //! a changed byte changes the hash, so the successor's link or the seal no longer matches;
 //! a record carries its seq inside what is hashed, so it cannot be replayed under another
@@ -29,8 +35,10 @@ use libp2p_identity::{ed25519, PeerId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::change_log::{ChangeId, ChangeRecord, Seq};
-use crate::ids::NodeId;
+use crate::attestation::RecordHeader;
+use crate::change_log::{ChangeId, ChangeKind, ChangeRecord, Seq};
+use crate::document::plain_change_hash;
+use crate::ids::{DocKey, NodeId};
 
 /// The key an origin seals its records with: its ed25519 identity.
 pub type SigningKey = ed25519::Keypair;
@@ -50,7 +58,8 @@ pub const SEAL_SPAN_BYTES: usize = 256 * 1024;
 /// Most origins whose keys are kept parsed.
 const KEY_CACHE_MAX: usize = 4096;
 
-const RECORD_DOMAIN: &[u8] = b"statemesh/record/1\0";
+const RECORD_DOMAIN: &[u8] = b"statemesh/record/2\0";
+const NOT_A_CHANGE_DOMAIN: &[u8] = b"statemesh/not-a-change/1\0";
 const SEAL_DOMAIN: &[u8] = b"statemesh/seal/1\0";
 
 /// An ed25519 signature by a record's origin over its id and hash.
@@ -83,33 +92,108 @@ impl Seal {
     }
 }
 
-/// The record content a hash covers: the record without its seal.
+/// The Automerge hash of one change, as a record's hash covers it.
+pub type ChangeDigest = [u8; 32];
+
+/// The record content a hash covers: the record without its seal, its changes by their
+/// Automerge hashes (so a [`RecordHeader`] that keeps only those hashes has the same hash).
 #[derive(Serialize)]
 struct Hashed<'a> {
     id: &'a ChangeId,
-    doc: &'a crate::ids::DocKey,
-    kind: crate::change_log::ChangeKind,
+    doc: &'a DocKey,
+    kind: ChangeKind,
     time_ms: i64,
-    changes: &'a [Vec<u8>],
     prev: &'a RecordHash,
+    changes: &'a [ChangeDigest],
+}
+
+/// The digest standing for one change chunk in its record's hash: its Automerge change hash.
+/// A chunk that is not one plain change (no honest writer makes one, and the verifier refuses
+/// records holding one) gets a digest that no Automerge change has.
+pub fn change_digest(chunk: &[u8]) -> ChangeDigest {
+    match plain_change_hash(chunk) {
+        Some(hash) => hash.0,
+        None => {
+            let mut hasher = Sha256::new();
+            hasher.update(NOT_A_CHANGE_DOMAIN);
+            hasher.update(chunk);
+            hasher.finalize().into()
+        }
+    }
 }
 
 /// The hash of `record`'s content (its seal excluded).
 pub fn record_hash(record: &ChangeRecord) -> RecordHash {
-    let hashed = Hashed {
-        id: &record.id,
-        doc: &record.doc,
-        kind: record.kind,
-        time_ms: record.time_ms,
-        changes: &record.changes,
-        prev: &record.prev,
-    };
+    let digests: Vec<ChangeDigest> = record.changes.iter().map(|chunk| change_digest(chunk)).collect();
+    content_hash(&record.id, &record.doc, record.kind, record.time_ms, &record.prev, &digests)
+}
+
+pub(crate) fn content_hash(
+    id: &ChangeId,
+    doc: &DocKey,
+    kind: ChangeKind,
+    time_ms: i64,
+    prev: &RecordHash,
+    changes: &[ChangeDigest],
+) -> RecordHash {
+    let hashed = Hashed { id, doc, kind, time_ms, prev, changes };
     let mut hasher = Sha256::new();
     hasher.update(RECORD_DOMAIN);
     // Writing into a hasher cannot fail.
     bincode::serde::encode_into_std_write(&hashed, &mut hasher, bincode::config::standard())
         .expect("records encode into a hasher");
     hasher.finalize().into()
+}
+
+/// What the verifier needs of a record or of a [`RecordHeader`].
+pub trait Sealed {
+    fn id(&self) -> &ChangeId;
+    /// The content hash, or why the content cannot be vouched for at all.
+    fn checked_hash(&self) -> Result<RecordHash, SealError>;
+    fn prev(&self) -> &RecordHash;
+    fn seal(&self) -> Option<&Seal>;
+}
+
+impl Sealed for ChangeRecord {
+    fn id(&self) -> &ChangeId {
+        &self.id
+    }
+
+    fn checked_hash(&self) -> Result<RecordHash, SealError> {
+        let digests = self
+            .changes
+            .iter()
+            .map(|chunk| plain_change_hash(chunk).map(|hash| hash.0))
+            .collect::<Option<Vec<ChangeDigest>>>()
+            .ok_or_else(|| SealError::NotAChange(self.id.clone()))?;
+        Ok(content_hash(&self.id, &self.doc, self.kind, self.time_ms, &self.prev, &digests))
+    }
+
+    fn prev(&self) -> &RecordHash {
+        &self.prev
+    }
+
+    fn seal(&self) -> Option<&Seal> {
+        self.seal.as_ref()
+    }
+}
+
+impl Sealed for RecordHeader {
+    fn id(&self) -> &ChangeId {
+        &self.id
+    }
+
+    fn checked_hash(&self) -> Result<RecordHash, SealError> {
+        Ok(self.hash())
+    }
+
+    fn prev(&self) -> &RecordHash {
+        &self.prev
+    }
+
+    fn seal(&self) -> Option<&Seal> {
+        self.seal.as_ref()
+    }
 }
 
 fn seal_message(origin: &NodeId, seq: Seq, hash: &RecordHash) -> Vec<u8> {
@@ -152,20 +236,23 @@ impl SealChain {
     }
 
     /// Links `record` to its predecessor and seals it if it closes a group commit
-    /// (`last_of_batch`) or a full span. Returns its hash.
-    pub fn add(&mut self, record: &mut ChangeRecord, last_of_batch: bool, key: &ed25519::Keypair) -> RecordHash {
+    /// (`last_of_batch`) or a full span. Returns its header (see [`RecordHeader`]), which
+    /// the writer stores with it.
+    pub fn add(&mut self, record: &mut ChangeRecord, last_of_batch: bool, key: &ed25519::Keypair) -> RecordHeader {
         record.prev = self.prev;
         record.seal = None;
         self.records += 1;
         self.bytes += record.payload_bytes();
-        let hash = record_hash(record);
+        let mut header = RecordHeader::of(record);
+        let hash = header.hash();
         if last_of_batch || self.records >= SEAL_SPAN_RECORDS || self.bytes >= SEAL_SPAN_BYTES {
             seal(record, &hash, key);
+            header.seal = record.seal;
             self.records = 0;
             self.bytes = 0;
         }
         self.prev = hash;
-        hash
+        header
     }
 }
 
@@ -199,6 +286,8 @@ pub enum SealError {
     BadSeal(ChangeId),
     #[error("record {0} is neither sealed by its origin nor chained to a sealed record")]
     Unbound(ChangeId),
+    #[error("record {0} carries something other than plain Automerge change chunks")]
+    NotAChange(ChangeId),
 }
 
 /// Checks records against their origins' keys, keeping parsed keys for the origins it meets.
@@ -237,20 +326,20 @@ impl SealVerifier {
         self.check_seal(&tip.id.origin, tip.id.seq, &tip.hash, &tip.seal)
     }
 
-    /// Splits `records` (any order, any origins) into the authentic ones, in (origin, seq)
-    /// order, and the reasons the others were refused. Of several records with one id, the
-    /// first is kept.
-    pub fn verify(&mut self, records: Vec<ChangeRecord>) -> (Vec<ChangeRecord>, Vec<SealError>) {
-        let mut sorted: BTreeMap<ChangeId, ChangeRecord> = BTreeMap::new();
+    /// Splits `records` (any order, any origins; whole records or their headers) into the
+    /// authentic ones, in (origin, seq) order, and the reasons the others were refused. Of
+    /// several records with one id, the first is kept.
+    pub fn verify<T: Sealed>(&mut self, records: Vec<T>) -> (Vec<T>, Vec<SealError>) {
+        let mut sorted: BTreeMap<ChangeId, T> = BTreeMap::new();
         for record in records {
-            sorted.entry(record.id.clone()).or_insert(record);
+            sorted.entry(record.id().clone()).or_insert(record);
         }
         let mut accepted = Vec::with_capacity(sorted.len());
         let mut refused = Vec::new();
-        let mut run: Vec<ChangeRecord> = Vec::new();
+        let mut run: Vec<T> = Vec::new();
         for record in sorted.into_values() {
-            let continues = run.last().is_some_and(|last: &ChangeRecord| {
-                last.id.origin == record.id.origin && last.id.seq.checked_add(1) == Some(record.id.seq)
+            let continues = run.last().is_some_and(|last: &T| {
+                last.id().origin == record.id().origin && last.id().seq.checked_add(1) == Some(record.id().seq)
             });
             if !continues {
                 self.verify_run(std::mem::take(&mut run), &mut accepted, &mut refused);
@@ -262,10 +351,10 @@ impl SealVerifier {
     }
 
     /// One origin's consecutive records, checked from the last backwards.
-    fn verify_run(&mut self, run: Vec<ChangeRecord>, accepted: &mut Vec<ChangeRecord>, refused: &mut Vec<SealError>) {
+    fn verify_run<T: Sealed>(&mut self, run: Vec<T>, accepted: &mut Vec<T>, refused: &mut Vec<SealError>) {
         let Some(first) = run.first() else { return };
-        if self.key(&first.id.origin).is_none() {
-            refused.push(SealError::UnknownKey(first.id.origin.clone()));
+        if self.key(&first.id().origin).is_none() {
+            refused.push(SealError::UnknownKey(first.id().origin.clone()));
             return;
         }
         let mut verdicts = vec![false; run.len()];
@@ -273,23 +362,24 @@ impl SealVerifier {
         // The hash the record after this one vouches for, once that record is authentic.
         let mut vouched: Option<RecordHash> = None;
         for (i, record) in run.iter().enumerate().rev() {
-            let hash = record_hash(record);
-            let ok = if vouched == Some(hash) {
-                true
-            } else if let Some(seal) = &record.seal {
-                match self.check_seal(&record.id.origin, record.id.seq, &hash, seal) {
-                    Ok(()) => true,
-                    Err(error) => {
-                        run_refused.push(error);
-                        false
-                    }
+            let verdict = record.checked_hash().and_then(|hash| {
+                if vouched == Some(hash) {
+                    Ok(())
+                } else if let Some(seal) = record.seal() {
+                    self.check_seal(&record.id().origin, record.id().seq, &hash, seal)
+                } else {
+                    Err(SealError::Unbound(record.id().clone()))
                 }
-            } else {
-                run_refused.push(SealError::Unbound(record.id.clone()));
-                false
+            });
+            let ok = match verdict {
+                Ok(()) => true,
+                Err(error) => {
+                    run_refused.push(error);
+                    false
+                }
             };
             verdicts[i] = ok;
-            vouched = ok.then_some(record.prev);
+            vouched = ok.then_some(*record.prev());
         }
         // Found from the last record back; reported in seq order.
         refused.extend(run_refused.into_iter().rev());

@@ -60,6 +60,7 @@ fn vectors() -> Vec<(&'static str, Message)> {
                 next: None,
                 vv: [(record(9, vec![1]).id.origin, 9)].into_iter().collect(),
                 tips: statemesh_protocol::seal::SealedTip::of(&record(9, vec![1])).into_iter().collect(),
+                proofs: vec![statemesh_protocol::attestation::RecordHeader::of(&record(9, vec![1]))],
             }),
         ),
     ]
@@ -83,19 +84,22 @@ fn encoded_messages_match_the_golden_bytes() {
     }
 }
 
-/// Version 1 (records without origin seals) is kept under `golden/v1/`: a node refuses it by
-/// its version byte, with a reason, rather than misreading it.
+/// Earlier versions are kept under `golden/v<N>/`: version 1 (records without origin seals)
+/// and version 2 (record hashes over change bytes, no proof for transferred documents). A
+/// node refuses them by their version byte, with a reason, rather than misreading them.
 #[test]
-fn version_one_messages_are_refused_by_their_version_byte() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir).expect("golden/v1") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
-        let bytes = hex::decode(text.trim()).expect("hex");
-        assert_eq!(wire::decode(&bytes, &WireLimits::default()), Err(WireError::UnsupportedVersion(1)));
-        seen += 1;
+fn earlier_versions_are_refused_by_their_version_byte() {
+    for version in [1u8, 2] {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/v{version}"));
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).expect("golden/v<N>") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+            let bytes = hex::decode(text.trim()).expect("hex");
+            assert_eq!(wire::decode(&bytes, &WireLimits::default()), Err(WireError::UnsupportedVersion(version)));
+            seen += 1;
+        }
+        assert_eq!(seen, 5, "version {version}");
     }
-    assert_eq!(seen, 5);
 }
 
 #[test]
@@ -118,8 +122,8 @@ fn malformed_envelopes_are_refused_with_a_reason() {
     bad[0] = b'X';
     assert_eq!(wire::decode(&bad, &limits), Err(WireError::BadMagic));
     let mut bad = good.clone();
-    bad[2] = 3;
-    assert_eq!(wire::decode(&bad, &limits), Err(WireError::UnsupportedVersion(3)));
+    bad[2] = 4;
+    assert_eq!(wire::decode(&bad, &limits), Err(WireError::UnsupportedVersion(4)));
     let mut bad = good.clone();
     bad[3] = 0x80;
     assert_eq!(wire::decode(&bad, &limits), Err(WireError::UnknownFlags(0x80)));

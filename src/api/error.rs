@@ -61,6 +61,8 @@ impl From<NodeError> for ApiError {
                 DocError::InvalidAutomerge(_) => (StatusCode::BAD_REQUEST, "invalid_automerge"),
                 DocError::MissingDependencies(_) => (StatusCode::CONFLICT, "missing_dependencies"),
                 DocError::Automerge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "automerge_refused"),
+                // Only whole-document state transfer checks proofs; no request reaches it.
+                DocError::Unattested(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unattested_change"),
             },
             NodeError::TxnNotFound(_) => (StatusCode::NOT_FOUND, "transaction_not_found"),
             NodeError::TxnExpired(_) => (StatusCode::GONE, "transaction_expired"),

@@ -51,16 +51,24 @@ pub async fn history(client: &Client, json: bool, args: HistoryArgs) -> anyhow::
         println!("{}", output::json(&page));
         return Ok(());
     }
-    println!("{:<14} {:<24} {:<14} {:>14}  MESSAGE", "HASH", "CHANGE", "ACTOR", "TIME (ms)");
+    println!(
+        "{:<14} {:<24} {:<9} {:<16} {:<14} {:>14}  MESSAGE",
+        "HASH", "CHANGE", "KIND", "AUTHOR", "ACTOR", "TIME (ms)"
+    );
     for entry in page["entries"].as_array().into_iter().flatten() {
         let text = |key: &str| entry[key].as_str().unwrap_or("-").to_string();
+        // A statemesh commit message says no more than the kind and author columns; other
+        // messages (raw Automerge changes) are shown on the entry's one line.
+        let message = if entry["kind"].is_string() { String::new() } else { text("message").replace('\n', " ") };
         println!(
-            "{:<14} {:<24} {:<14} {:>14}  {}",
+            "{:<14} {:<24} {:<9} {:<16} {:<14} {:>14}  {}",
             output::short_version(&text("hash")),
             text("change"),
+            text("kind"),
+            text("author"),
             output::short_version(&text("actor")),
             entry["time_ms"],
-            text("message"),
+            message,
         );
     }
     if let Some(next) = page["next"].as_str() {

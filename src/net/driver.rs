@@ -250,11 +250,11 @@ impl Driver {
                     let _ = done.send(Completion::DocsRead { peer: for_peer, result }).await;
                 });
             }
-            Effect::MergeDocs { from, docs, complete, tips } => {
+            Effect::MergeDocs { from, docs, complete, tips, proofs } => {
                 tracing::info!(peer = %from, docs = docs.len(), last = complete.is_some(), "merging transferred documents");
                 let (node, done) = (self.node.clone(), self.completions_tx.clone());
                 tokio::spawn(async move {
-                    let result = node.merge_docs(from.clone(), docs, complete, tips).await;
+                    let result = node.merge_docs(from.clone(), docs, complete, tips, proofs).await;
                     let _ = done.send(Completion::DocsMerged { peer: from, result }).await;
                 });
             }
@@ -425,6 +425,7 @@ impl Driver {
                     next: page.next,
                     vv: page.vv,
                     tips: page.tips,
+                    proofs: page.proofs,
                 });
             }
             Completion::RaftAnswered { peer, channel, answer } => {

@@ -12,6 +12,7 @@ mod change_index;
 mod committer;
 mod doc_cache;
 mod doc_meta;
+mod doc_proofs;
 mod error;
 mod feed;
 mod feed_event;

@@ -5,7 +5,8 @@ use serde_json::json;
 
 use super::*;
 use crate::config::Config;
-use statemesh_protocol::ChangeRecord;
+use statemesh_protocol::wire::DocState;
+use statemesh_protocol::{ChangeRecord, DocError};
 
 fn key(id: &str) -> DocKey {
     DocKey::new(Namespace::new("ns").expect("ns"), DocId::new(id).expect("id"))
@@ -140,4 +141,51 @@ async fn log_pages_end_every_run_at_a_seal_and_a_restart_continues_the_chain() {
     let all = records_of(&origin).await;
     let (before, after) = (&all[all.len() - 2], &all[all.len() - 1]);
     assert_eq!(after.prev, statemesh_protocol::seal::record_hash(before));
+}
+
+/// A page of every document `node` holds, with the headers that prove them.
+async fn state_page(node: &Node) -> super::state_transfer::DocsPage {
+    node.read_docs(None, 1000, usize::MAX).await.expect("read docs")
+}
+
+#[tokio::test]
+async fn transferred_documents_merge_only_as_far_as_their_proofs_vouch_and_are_proven_on() {
+    let origin = Node::open(&config(None)).expect("origin");
+    let (k, other) = (key("doc"), key("other"));
+    for i in 0..3 {
+        origin.patch(&k, &json!({ format!("f{i}"): i }), &Precondition::None).await.expect("patch");
+    }
+    origin.patch(&other, &json!({"x": 1}), &Precondition::None).await.expect("patch");
+    let page = state_page(&origin).await;
+    assert_eq!(page.docs.len(), 2);
+    assert!(page.proofs.iter().all(|h| h.id.origin == *origin.node_id() && h.seal.is_some()), "{:?}", page.proofs);
+
+    // An honest page merges.
+    let receiver = Node::open(&config(None)).expect("receiver");
+    let from = origin.node_id().clone();
+    receiver.merge_docs(from.clone(), page.docs.clone(), None, Vec::new(), page.proofs.clone()).await.expect("merge");
+    assert_eq!(receiver.get(&k).await.expect("doc").json, origin.get(&k).await.expect("doc").json);
+
+    // ... and the receiver proves what it got to the next node, which never met the origin.
+    let relayed = state_page(&receiver).await;
+    assert_eq!(relayed.proofs, page.proofs);
+    let next = Node::open(&config(None)).expect("next");
+    let via = receiver.node_id().clone();
+    next.merge_docs(via, relayed.docs, None, Vec::new(), relayed.proofs).await.expect("merge relayed");
+    assert_eq!(next.get(&other).await.expect("doc").json, json!({"x": 1}));
+
+    // A responder that adds a change of its own making to a proven document is refused, and
+    // so is one that passes a proven document off as another.
+    let victim = Node::open(&config(None)).expect("victim");
+    let doc_state = page.docs.iter().find(|d| d.doc == k).expect("doc").clone();
+    let mut forged = Document::load(&doc_state.automerge, automerge::ActorId::from(vec![0x66; 16])).expect("load");
+    forged.merge_patch(&json!({"f0": "forged"}), 0).expect("forge");
+    let tampered = DocState { doc: k.clone(), automerge: forged.save() };
+    let refused = victim.merge_docs(from.clone(), vec![tampered], None, Vec::new(), page.proofs.clone()).await;
+    assert!(matches!(refused, Err(NodeError::Document(DocError::Unattested(_)))), "{refused:?}");
+    let moved = DocState { doc: key("elsewhere"), automerge: doc_state.automerge.clone() };
+    let refused = victim.merge_docs(from, vec![moved], None, Vec::new(), page.proofs).await;
+    assert!(matches!(refused, Err(NodeError::Document(DocError::Unattested(_)))), "{refused:?}");
+    assert!(matches!(victim.get(&k).await, Err(NodeError::NotFound(_))));
+    assert!(matches!(victim.get(&key("elsewhere")).await, Err(NodeError::NotFound(_))));
 }

@@ -7,6 +7,11 @@
 //! whole documents in turn. Each merged document gets a feed event whose change is
 //! `(peer, 0)` and kind `automerge`: "state received from that peer".
 //!
+//! Each page also carries the headers that prove its documents' heads (`doc_proofs`), and a
+//! document is merged only if the changes it brings are vouched for by those headers (see
+//! `statemesh_protocol::attestation`): the headers are stored first, and the changes they
+//! name are indexed under the records that wrote them, so this node proves them in turn.
+//!
 //! Each page carries, for every entry of the responder's version vector, the seal of the
 //! record at exactly that seq (a tip): the requester counts an entry as held only if its
 //! origin sealed it, and stores the tips with the vector, since the records themselves are
@@ -14,12 +19,15 @@
 
 use std::sync::Arc;
 
+use statemesh_protocol::attestation::{Attestations, RecordHeader};
 use statemesh_protocol::change_log::log_key;
 use statemesh_protocol::seal::SealedTip;
 use statemesh_protocol::wire::DocState;
 use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, NodeId, VersionVector};
 
+use super::change_index::{self, ChangeRef};
 use super::committer::PendingWrite;
+use super::doc_proofs::Prover;
 use super::feed_event::FeedEvent;
 use super::{vv_key, DocMeta, Node, NodeError};
 use crate::clock::now_ms;
@@ -43,6 +51,8 @@ pub struct DocsPage {
     pub vv: VersionVector,
     /// The seal proving each entry of `vv`, where this node has one.
     pub tips: Vec<SealedTip>,
+    /// The headers proving the documents' heads.
+    pub proofs: Vec<RecordHeader>,
 }
 
 impl Node {
@@ -72,6 +82,7 @@ impl Node {
         let entries = self.inner.storage.scan(Family::Docs, &[], &start, max_docs.max(1) + 1)?;
         let tips = self.tips(&vv)?;
         let mut page = DocsPage { vv, tips, ..DocsPage::default() };
+        let mut prover = Prover::new(self.inner.storage.as_ref(), self.inner.actor.clone());
         let mut bytes = 0;
         for (i, (key, value)) in entries.iter().enumerate() {
             let doc = DocKey::from_storage_key(key).ok_or_else(|| StorageError::Corrupt("document key".to_string()))?;
@@ -80,9 +91,10 @@ impl Node {
                 page.next = page.docs.last().map(|d| d.doc.clone());
                 break;
             }
-            bytes += value.len();
+            bytes += value.len() + prover.prove(&doc, value)?;
             page.docs.push(DocState { doc, automerge: value.clone() });
         }
+        page.proofs = prover.into_headers();
         Ok(page)
     }
 
@@ -112,18 +124,21 @@ impl Node {
         Ok(tips)
     }
 
-    /// Merges whole documents received from `from` and waits until they are durable; on the
-    /// last page of a transfer, also stores the version vector it completes and the tips that
-    /// prove it.
+    /// Merges whole documents received from `from`, as far as `proofs` (headers already
+    /// checked against their origins' seals) vouch for them, and waits until they are
+    /// durable; on the last page of a transfer, also stores the version vector it completes
+    /// and the tips that prove it. A document bringing a change no proof vouches for stops
+    /// the merge with [`NodeError::Document`].
     pub async fn merge_docs(
         &self,
         from: NodeId,
         docs: Vec<DocState>,
         complete: Option<VersionVector>,
         tips: Vec<SealedTip>,
+        proofs: Vec<RecordHeader>,
     ) -> Result<(), NodeError> {
         let node = self.clone();
-        let wait_for = tokio::task::spawn_blocking(move || node.merge_docs_blocking(&from, docs))
+        let wait_for = tokio::task::spawn_blocking(move || node.merge_docs_blocking(&from, docs, &proofs))
             .await
             .map_err(|_| NodeError::ShuttingDown)??;
         self.inner.sequencer.wait_durable(wait_for).await?;
@@ -133,8 +148,21 @@ impl Node {
         Ok(())
     }
 
-    fn merge_docs_blocking(&self, from: &NodeId, docs: Vec<DocState>) -> Result<u64, NodeError> {
+    fn merge_docs_blocking(
+        &self,
+        from: &NodeId,
+        docs: Vec<DocState>,
+        proofs: &[RecordHeader],
+    ) -> Result<u64, NodeError> {
         let inner = &self.inner;
+        // The headers go first, so they are durable no later than the documents they prove
+        // (the committer's synced write that makes a document durable syncs the log up to it).
+        let mut headers = WriteBatch::new();
+        for header in proofs {
+            headers.put(Family::RecordHeaders, log_key(&header.id.origin, header.id.seq), header.encode());
+        }
+        inner.storage.write_unsynced(headers)?;
+        let attestations = Attestations::from_verified(proofs);
         let mut wait_for = 0;
         for DocState { doc: key, automerge } in docs {
             let handle = inner.cache.entry(&key, inner.sequencer.durable().pos);
@@ -143,10 +171,11 @@ impl Node {
             self.ensure_loaded(&key, entry)?;
             let Some(doc) = entry.doc.as_mut() else { continue };
             let existed = doc.exists();
-            let changes = doc.merge_bytes(&automerge)?;
-            if changes.is_empty() {
+            let merged = doc.merge_bytes(&automerge, |hash| attestations.vouching(&key, hash).is_some())?;
+            if merged.is_noop() {
                 continue;
             }
+            let changes = merged.changes;
             let version = doc.version();
             let exists = doc.exists();
             let now = now_ms();
@@ -154,7 +183,16 @@ impl Node {
             entry.json_bytes_bound = None;
             let mut ops = self.document_ops(&key, entry, &changes);
             ops.push(BatchOp::Put { family: Family::DocMeta, key: key.to_storage_key(), value: meta.encode() });
+            let vouched: Vec<(automerge::ChangeHash, ChangeId)> = merged
+                .hashes
+                .iter()
+                .filter_map(|hash| attestations.vouching(&key, hash).map(|id| (*hash, id.clone())))
+                .collect();
             let submitted = inner.sequencer.submit(0, 1, |numbers| {
+                for (hash, change) in vouched {
+                    let value = ChangeRef { change, pos: numbers.first_pos }.encode();
+                    ops.push(BatchOp::Put { family: Family::DocChanges, key: change_index::key(&key, &hash), value });
+                }
                 let event = Arc::new(FeedEvent {
                     pos: numbers.first_pos,
                     change: ChangeId { origin: from.clone(), seq: 0 },

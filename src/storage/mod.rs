@@ -33,6 +33,10 @@ pub enum Family {
     /// `namespace NUL doc_id NUL change hash` → which logged change (origin, seq) and feed
     /// position introduced an Automerge change, for history listings.
     DocChanges,
+    /// `origin NUL seq(be)` → [`statemesh_protocol::attestation::RecordHeader`] of a record
+    /// whose changes some document holds but the change log does not (pruned, or the
+    /// changes came by state transfer): what proves those changes to a peer.
+    RecordHeaders,
     /// `index(be)` → encoded Raft log entry: the strong path's replicated log (`src/raft`).
     RaftLog,
     /// The strong path's small records: vote, committed and purged log ids, last applied log
@@ -41,13 +45,14 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Docs,
         Family::DocMeta,
         Family::ChangeLog,
         Family::Meta,
         Family::Feed,
         Family::DocChanges,
+        Family::RecordHeaders,
         Family::RaftLog,
         Family::RaftMeta,
     ];
@@ -60,6 +65,7 @@ impl Family {
             Family::Meta => "meta",
             Family::Feed => "feed",
             Family::DocChanges => "doc_changes",
+            Family::RecordHeaders => "record_headers",
             Family::RaftLog => "raft_log",
             Family::RaftMeta => "raft_meta",
         }

@@ -243,7 +243,11 @@ mod tests {
             ),
             kind: ChangeKind::Put,
             time_ms: 0,
-            changes: vec![vec![seq as u8]],
+            // The verifier takes nothing but real Automerge changes.
+            changes: statemesh_protocol::Document::new(a.actor())
+                .put(&serde_json::json!({ "n": seq }), 0)
+                .expect("put")
+                .changes,
             prev: statemesh_protocol::seal::NO_PREV,
             seal: None,
         };

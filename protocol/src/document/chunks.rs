@@ -5,7 +5,8 @@
 //! applied whole or refused. So the byte stream is split into its chunks here (each chunk:
 //! magic, checksum, type, LEB128 length, body) and every chunk must parse completely.
 
-use automerge::{Automerge, Change, LoadOptions, OnPartialLoad};
+use automerge::{Automerge, Change, ChangeHash, LoadOptions, OnPartialLoad};
+use sha2::{Digest, Sha256};
 
 use super::DocError;
 
@@ -40,6 +41,22 @@ pub fn parse_changes(bytes: &[u8]) -> Result<Vec<Change>, DocError> {
         return Err(invalid("no changes in the body".to_string()));
     }
     Ok(changes)
+}
+
+/// The Automerge hash of `chunk` when it is exactly one well-formed uncompressed change chunk
+/// (the form Automerge itself hands out as a change's raw bytes), from its header alone.
+///
+/// Automerge hashes a chunk's type, length and body (everything after the magic bytes and the
+/// checksum) and keeps the hash's first four bytes as the checksum, so the hash of a change
+/// can be had without parsing its operations. Anything else (a compressed change, a document,
+/// trailing bytes, a wrong checksum) is `None`.
+pub fn plain_change_hash(chunk: &[u8]) -> Option<ChangeHash> {
+    let (chunk_type, total) = header(chunk).ok()?;
+    if chunk_type != CHUNK_CHANGE || total != chunk.len() {
+        return None;
+    }
+    let hash: [u8; 32] = Sha256::digest(&chunk[8..]).into();
+    (hash[..4] == chunk[4..8]).then_some(ChangeHash(hash))
 }
 
 /// The type and total length (header included) of the chunk at the start of `bytes`.

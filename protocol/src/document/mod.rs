@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::change_log::ChangeKind;
 use crate::version::Version;
 
+pub use chunks::plain_change_hash;
 pub use commit_message::{is_deletion, CommitMessage};
 pub use merge_patch::merge_patch_json;
 
@@ -42,6 +43,8 @@ pub enum DocError {
     InvalidAutomerge(String),
     #[error("the changes depend on {0} change(s) this document does not have")]
     MissingDependencies(usize),
+    #[error("change {0} is not vouched for by any record the sender proved")]
+    Unattested(ChangeHash),
     #[error("automerge refused the operation: {0}")]
     Automerge(#[from] automerge::AutomergeError),
 }
@@ -361,21 +364,39 @@ impl Document {
     }
 
     /// Merges another replica's whole state (a saved document and/or change chunks) and
-    /// returns the raw changes that were new here. All-or-nothing; received changes whose
+    /// returns the changes that were new here. All-or-nothing; received changes whose
     /// dependencies are missing from both sides are left out.
-    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, DocError> {
+    ///
+    /// The state comes from a peer, so only changes some origin vouched for may enter: each
+    /// new change must be `attested` (by its hash) or be an ancestor of one that is. An
+    /// Automerge change's hash covers the hashes of the changes it depends on, so whoever
+    /// vouches for a change fixes its whole history (see [`crate::attestation`]).
+    pub fn merge_bytes(
+        &mut self,
+        bytes: &[u8],
+        attested: impl Fn(&ChangeHash) -> bool,
+    ) -> Result<WriteOutcome, DocError> {
         let before = self.doc.get_heads();
-        let (candidate, changes) = guard_untrusted(|| {
+        let (candidate, new) = guard_untrusted(|| {
             let incoming = chunks::parse_changes(bytes)?;
             let mut candidate = self.doc.clone();
             candidate.apply_changes(incoming)?;
-            let changes: Vec<Vec<u8>> = candidate.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
-            Ok((candidate, changes))
+            let new = candidate.get_changes(&before);
+            let depended_on: std::collections::HashSet<ChangeHash> =
+                new.iter().flat_map(|change| change.deps().iter().copied()).collect();
+            // The newest of the new changes: every other new change is an ancestor of one.
+            let unvouched = new.iter().map(Change::hash).find(|hash| !depended_on.contains(hash) && !attested(hash));
+            if let Some(stranger) = unvouched {
+                return Err(DocError::Unattested(stranger));
+            }
+            let new: Vec<(ChangeHash, Vec<u8>)> = new.iter().map(|c| (c.hash(), c.raw_bytes().to_vec())).collect();
+            Ok((candidate, new))
         })?;
-        if !changes.is_empty() {
+        if !new.is_empty() {
             *self = Document::from_automerge(candidate);
         }
-        Ok(changes)
+        let (hashes, changes) = new.into_iter().unzip();
+        Ok(WriteOutcome { changes, hashes, version: self.version() })
     }
 
     /// The JSON the document would have after `patch`, without changing it.

@@ -270,3 +270,51 @@ fn a_refused_raw_result_leaves_the_document_untouched() {
     assert!(refused.is_err());
     assert_eq!(d.to_json(), json!({"a": 1}));
 }
+
+#[test]
+fn the_hash_read_from_a_change_chunk_header_is_automerges_own() {
+    let mut d = doc(1);
+    let small = d.put(&json!({"a": 1}), 1).unwrap();
+    // Large enough that Automerge compresses the change when it stores it.
+    let large = d.put(&json!({"text": "x".repeat(4096)}), 2).unwrap();
+    for outcome in [small, large] {
+        assert_eq!(plain_change_hash(&outcome.changes[0]), Some(outcome.hashes[0]));
+    }
+    let change = d.put(&json!({"b": 2}), 3).unwrap().changes.remove(0);
+    let mut trailing = change.clone();
+    trailing.push(0);
+    assert_eq!(plain_change_hash(&trailing), None, "a byte after the chunk");
+    let mut bad_checksum = change.clone();
+    bad_checksum[4] ^= 1;
+    assert_eq!(plain_change_hash(&bad_checksum), None);
+    assert_eq!(plain_change_hash(&d.save()), None, "a whole document is not one change");
+    assert_eq!(plain_change_hash(&change[..change.len() - 1]), None, "truncated");
+    assert_eq!(plain_change_hash(&[]), None);
+}
+
+#[test]
+fn merged_state_needs_its_newest_changes_vouched_for_and_nothing_else() {
+    let mut origin = doc(1);
+    let first = origin.put(&json!({"n": 1}), 1).unwrap().hashes[0];
+    let second = origin.put(&json!({"n": 2}), 2).unwrap().hashes[0];
+    let state = origin.save();
+
+    // Vouching for the older change does not cover the newer one built on it.
+    let mut receiver = doc(2);
+    let refused = receiver.merge_bytes(&state, |hash| *hash == first);
+    assert!(matches!(refused, Err(DocError::Unattested(hash)) if hash == second), "{refused:?}");
+    assert_eq!(receiver.change_count(), 0, "nothing merged");
+
+    // Vouching for the head covers its history.
+    let merged = receiver.merge_bytes(&state, |hash| *hash == second).unwrap();
+    assert_eq!(merged.hashes, vec![first, second]);
+    assert_eq!(receiver.to_json(), json!({"n": 2}));
+
+    // Changes the receiver holds already need nothing; a concurrent branch needs its own.
+    let mut forger = Document::load(&receiver.save(), ActorId::from(vec![9; 16])).unwrap();
+    let forged = forger.put(&json!({"n": 666}), 3).unwrap().hashes[0];
+    let refused = receiver.merge_bytes(&forger.save(), |hash| *hash == second);
+    assert!(matches!(refused, Err(DocError::Unattested(hash)) if hash == forged), "{refused:?}");
+    assert_eq!(receiver.to_json(), json!({"n": 2}));
+    assert!(receiver.merge_bytes(&state, |_| false).unwrap().is_noop(), "nothing new, nothing to vouch for");
+}

@@ -15,8 +15,9 @@
 //! - Any node serves any origin's records, so nodes that never meet an origin converge.
 //! - Every queue is bounded: records held out of order, in-flight applies, pages.
 //! - Nothing a peer sends is taken on its word: every received record is checked against its
-//!   origin's key ([`crate::seal`]) and a state transfer's version vector against the
-//!   origins' seals, before anything is stored or counted.
+//!   origin's key ([`crate::seal`]), a state transfer's version vector against the origins'
+//!   seals, and the headers that prove its documents' changes ([`crate::attestation`]) like
+//!   records, before anything is stored or counted.
 
 mod peer;
 #[cfg(test)]
@@ -31,9 +32,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::RngCore;
 
+use crate::attestation::RecordHeader;
 use crate::change_log::{ChangeId, ChangeRecord, Seq};
 use crate::ids::{DocKey, NodeId};
-use crate::seal::{SealVerifier, SealedTip};
+use crate::seal::{SealError, SealVerifier, SealedTip};
 use crate::version_vector::VersionVector;
 use crate::wire::{DocState, Gossip, Message, StateRequest, StateResponse, SyncRequest, SyncResponse};
 use peer::{PeerState, SyncState};
@@ -112,13 +114,16 @@ pub enum Input {
         next: Option<DocKey>,
         vv: VersionVector,
         tips: Vec<SealedTip>,
+        /// The headers that prove `docs` (see [`crate::attestation`]).
+        proofs: Vec<RecordHeader>,
     },
     /// Documents from [`Effect::MergeDocs`] are merged durably (and, on the last page, the
     /// completed version vector is stored).
     DocsMerged {
         from: NodeId,
     },
-    /// Storage refused documents from [`Effect::MergeDocs`].
+    /// Documents from [`Effect::MergeDocs`] were refused: a change no proof vouched for,
+    /// invalid Automerge, or a storage failure. The transfer ends and counts against the peer.
     MergeFailed {
         from: NodeId,
         reason: String,
@@ -172,6 +177,10 @@ pub enum Effect {
         /// With `complete`: the tips that prove it, to be stored with it (this node serves
         /// them in turn when it transfers state).
         tips: Vec<SealedTip>,
+        /// The page's headers that passed the seal check: a document may be merged only if
+        /// each change new to this node is vouched for by one of them, and they are stored
+        /// with the documents so this node can prove them in turn.
+        proofs: Vec<RecordHeader>,
     },
 }
 
@@ -270,10 +279,10 @@ impl Replica {
                 }
                 effects.push(Effect::Reject { from, reason });
             }
-            Input::DocsRead { for_peer, docs, next, vv, tips } => {
+            Input::DocsRead { for_peer, docs, next, vv, tips, proofs } => {
                 effects.push(Effect::Send {
                     to: for_peer,
-                    message: Message::StateResponse(StateResponse { docs, next, vv, tips }),
+                    message: Message::StateResponse(StateResponse { docs, next, vv, tips, proofs }),
                 });
             }
             Input::DocsMerged { from } => self.docs_merged(&from, now_ms, &mut effects),
@@ -394,7 +403,10 @@ impl Replica {
             // Late or unsolicited: nothing waits for it.
             return;
         };
-        let StateResponse { docs, next, vv, tips } = response;
+        let StateResponse { docs, next, vv, tips, proofs } = response;
+        // Proofs are checked per page, like records; the shell merges only what they vouch for.
+        let (proofs, refused) = self.verifier.verify(proofs);
+        reject_refused(from, &refused, effects);
         // Only the first page's vector counts (see `Transfer`), so only it is checked.
         let cover = first_page.then(|| {
             let (proven, refusal) = prove_cover(&mut self.verifier, &self.me, vv, tips);
@@ -412,7 +424,7 @@ impl Replica {
             }
             None => (None, Vec::new()),
         };
-        effects.push(Effect::MergeDocs { from: from.clone(), docs, complete, tips });
+        effects.push(Effect::MergeDocs { from: from.clone(), docs, complete, tips, proofs });
     }
 
     fn docs_merged(&mut self, from: &NodeId, now_ms: i64, effects: &mut Vec<Effect>) {
@@ -472,13 +484,7 @@ impl Replica {
         // below it, which are held too.
         records.retain(|record| !self.vv.contains(&record.id.origin, record.id.seq));
         let (records, refused) = self.verifier.verify(records);
-        if let Some(first) = refused.first() {
-            let more = match refused.len() {
-                1 => String::new(),
-                n => format!(" (and {} more refusals in the same message)", n - 1),
-            };
-            effects.push(Effect::Reject { from: from.clone(), reason: format!("{first}{more}") });
-        }
+        reject_refused(from, &refused, effects);
         let mut fresh = Vec::new();
         for record in records {
             let id = record.id.clone();
@@ -557,6 +563,17 @@ impl Replica {
 
 /// The part of a state responder's version vector its tips prove, with those tips, and why
 /// the rest was refused. This node's own entry is dropped: only it knows how far it wrote.
+/// One offence per message, however many of its records failed.
+fn reject_refused(from: &NodeId, refused: &[SealError], effects: &mut Vec<Effect>) {
+    if let Some(first) = refused.first() {
+        let more = match refused.len() {
+            1 => String::new(),
+            n => format!(" (and {} more refusals in the same message)", n - 1),
+        };
+        effects.push(Effect::Reject { from: from.clone(), reason: format!("{first}{more}") });
+    }
+}
+
 fn prove_cover(
     verifier: &mut SealVerifier,
     me: &NodeId,

@@ -29,3 +29,13 @@ pub fn node(i: usize) -> NodeId {
 pub fn key_of(origin: &NodeId) -> ed25519::Keypair {
     nodes().iter().find(|(id, _)| id == origin).map(|(_, key)| key.clone()).expect("a test node")
 }
+
+/// A real Automerge change (the verifier refuses anything else in a record), the same for
+/// the same `n`.
+pub fn change_chunk(n: u64) -> Vec<u8> {
+    use automerge::transaction::{CommitOptions, Transactable};
+    let mut doc = automerge::AutoCommit::new().with_actor(automerge::ActorId::from(vec![7u8; 16]));
+    doc.put(automerge::ROOT, "n", n).expect("put");
+    doc.commit_with(CommitOptions::default().with_time(0));
+    doc.get_changes(&[]).last().expect("a change").raw_bytes().to_vec()
+}

@@ -11,7 +11,7 @@ use crate::wire::{self, WireLimits};
 
 use crate::seeded_rng::SplitMix64 as Rng;
 
-use super::test_keys::{key_of, node};
+use super::test_keys::{change_chunk, key_of, node};
 
 /// Record `seq` of `origin`, sealed on its own (as the last record of a batch of one).
 fn record(origin: &NodeId, seq: Seq) -> ChangeRecord {
@@ -27,7 +27,7 @@ fn unsealed(origin: &NodeId, seq: Seq) -> ChangeRecord {
         doc: DocKey::new(Namespace::new("ns").expect("ns"), DocId::new(format!("d{}", seq % 7)).expect("id")),
         kind: ChangeKind::Put,
         time_ms: seq as i64,
-        changes: vec![vec![seq as u8; 3]],
+        changes: vec![change_chunk(seq)],
         prev: crate::seal::NO_PREV,
         seal: None,
     }

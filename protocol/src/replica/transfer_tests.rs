@@ -25,7 +25,7 @@ fn tip(origin: &NodeId, seq: Seq) -> SealedTip {
         doc: doc("a").doc,
         kind: crate::change_log::ChangeKind::Put,
         time_ms: 0,
-        changes: vec![vec![1]],
+        changes: vec![super::test_keys::change_chunk(seq)],
         prev: crate::seal::NO_PREV,
         seal: None,
     };
@@ -68,6 +68,7 @@ fn a_floor_above_what_we_hold_starts_a_paged_transfer_that_completes_the_version
         next: Some(doc("b").doc),
         vv: covers.clone(),
         tips: vec![tip(&origin, 80)],
+        proofs: Vec::new(),
     };
     let effects =
         replica.handle(2, &mut rng, Input::Received { from: peer.clone(), message: Message::StateResponse(page1) });
@@ -77,8 +78,13 @@ fn a_floor_above_what_we_hold_starts_a_paged_transfer_that_completes_the_version
     assert_eq!(replica.version_vector().get(&origin), 3, "nothing counts before the last page is merged");
 
     // Page 2 (last): a later vector on it does not widen what the transfer covers.
-    let page2 =
-        StateResponse { docs: vec![doc("b")], next: None, vv: vv(&[(&origin, 95)]), tips: vec![tip(&origin, 95)] };
+    let page2 = StateResponse {
+        docs: vec![doc("b")],
+        next: None,
+        vv: vv(&[(&origin, 95)]),
+        tips: vec![tip(&origin, 95)],
+        proofs: Vec::new(),
+    };
     let effects =
         replica.handle(4, &mut rng, Input::Received { from: peer.clone(), message: Message::StateResponse(page2) });
     let [Effect::MergeDocs { complete: Some(complete), tips, .. }] = &effects[..] else { panic!("{effects:?}") };
@@ -98,7 +104,8 @@ fn unsolicited_state_pages_are_ignored_and_a_failed_merge_ends_the_transfer() {
     let mut rng = Rng::new(9);
     let mut replica = Replica::new(me, VersionVector::new(), ReplicaConfig::default());
     replica.handle(0, &mut rng, Input::PeerConnected(peer.clone()));
-    let stray = StateResponse { docs: vec![doc("x")], next: None, vv: VersionVector::new(), tips: vec![] };
+    let stray =
+        StateResponse { docs: vec![doc("x")], next: None, vv: VersionVector::new(), tips: vec![], proofs: Vec::new() };
     let effects =
         replica.handle(1, &mut rng, Input::Received { from: peer.clone(), message: Message::StateResponse(stray) });
     assert!(effects.is_empty(), "{effects:?}");
@@ -106,7 +113,8 @@ fn unsolicited_state_pages_are_ignored_and_a_failed_merge_ends_the_transfer() {
     let floors = vec![(node("origin"), 10)];
     let response = SyncResponse { records: Vec::new(), more: false, floors };
     replica.handle(2, &mut rng, Input::Received { from: peer.clone(), message: Message::SyncResponse(response) });
-    let page = StateResponse { docs: vec![doc("x")], next: None, vv: VersionVector::new(), tips: vec![] };
+    let page =
+        StateResponse { docs: vec![doc("x")], next: None, vv: VersionVector::new(), tips: vec![], proofs: Vec::new() };
     replica.handle(3, &mut rng, Input::Received { from: peer.clone(), message: Message::StateResponse(page) });
     let effects = replica.handle(4, &mut rng, Input::MergeFailed { from: peer.clone(), reason: "bad".into() });
     assert!(matches!(&effects[..], [Effect::Reject { .. }]));
@@ -141,7 +149,13 @@ fn a_transferred_vector_counts_only_as_far_as_its_origins_sealed_it() {
     let mut forged = tip(&origin, 7);
     forged.id.seq = 1_000_000;
     let claims = vv(&[(&origin, 1_000_000), (&other, 80), (&me, 40)]);
-    let page = StateResponse { docs: vec![doc("a")], next: None, vv: claims, tips: vec![forged, tip(&other, 80)] };
+    let page = StateResponse {
+        docs: vec![doc("a")],
+        next: None,
+        vv: claims,
+        tips: vec![forged, tip(&other, 80)],
+        proofs: Vec::new(),
+    };
     let effects =
         replica.handle(2, &mut rng, Input::Received { from: peer.clone(), message: Message::StateResponse(page) });
     assert!(effects.iter().any(|e| matches!(e, Effect::Reject { from, .. } if *from == peer)), "{effects:?}");
@@ -156,4 +170,51 @@ fn a_transferred_vector_counts_only_as_far_as_its_origins_sealed_it() {
     replica.handle(3, &mut rng, Input::DocsMerged { from: peer.clone() });
     assert_eq!(replica.version_vector().get(&origin), 0);
     assert_eq!(replica.version_vector().get(&other), 80);
+}
+
+#[test]
+fn only_headers_their_origins_sealed_reach_the_merge_and_a_forged_one_counts_against_the_sender() {
+    let (me, peer, origin) = (node("me"), node("peer"), node("origin"));
+    let mut rng = Rng::new(5);
+    let mut replica = Replica::new(me.clone(), VersionVector::new(), ReplicaConfig::default());
+    replica.handle(0, &mut rng, Input::PeerConnected(peer.clone()));
+    let response = SyncResponse { records: Vec::new(), more: false, floors: vec![(origin.clone(), 50)] };
+    replica.handle(1, &mut rng, Input::Received { from: peer.clone(), message: Message::SyncResponse(response) });
+
+    let sealed = |seq| {
+        let mut record = ChangeRecord {
+            id: ChangeId { origin: origin.clone(), seq },
+            doc: doc("a").doc,
+            kind: crate::change_log::ChangeKind::Put,
+            time_ms: 0,
+            changes: vec![super::test_keys::change_chunk(seq)],
+            prev: crate::seal::NO_PREV,
+            seal: None,
+        };
+        crate::seal::SealChain::new(None).add(&mut record, true, &super::test_keys::key_of(&origin));
+        RecordHeader::of(&record)
+    };
+    let honest = sealed(3);
+    // The responder claims origin's record 4 vouched for a change of its own making.
+    let mut forged = sealed(4);
+    forged.changes = vec![[9; 32]];
+    let page = StateResponse {
+        docs: vec![doc("a")],
+        next: None,
+        vv: VersionVector::new(),
+        tips: Vec::new(),
+        proofs: vec![forged, honest.clone()],
+    };
+    let effects =
+        replica.handle(2, &mut rng, Input::Received { from: peer.clone(), message: Message::StateResponse(page) });
+    let rejections: Vec<&String> = effects
+        .iter()
+        .filter_map(|e| if let Effect::Reject { reason, .. } = e { Some(reason) } else { None })
+        .collect();
+    assert_eq!(rejections.len(), 1, "{effects:?}");
+    assert!(rejections[0].contains(":4"), "{rejections:?}");
+    let Some(Effect::MergeDocs { proofs, .. }) = effects.iter().find(|e| matches!(e, Effect::MergeDocs { .. })) else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(proofs, &vec![honest]);
 }

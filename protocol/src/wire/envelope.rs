@@ -7,7 +7,7 @@ use super::message::Message;
 /// `S` `M`: every statemesh wire message starts with these bytes.
 pub const MAGIC: [u8; 2] = *b"SM";
 /// The wire protocol version this node speaks.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Payloads larger than this are zstd-compressed.
 pub const COMPRESS_ABOVE_BYTES: usize = 1024;
 const FLAG_ZSTD: u8 = 0b0000_0001;

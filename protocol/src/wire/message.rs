@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attestation::RecordHeader;
 use crate::change_log::{ChangeRecord, Seq};
 use crate::ids::{DocKey, NodeId};
 use crate::seal::SealedTip;
@@ -63,6 +64,10 @@ pub struct StateResponse {
     /// that the origin wrote that far, so a responder cannot make the requester skip an
     /// origin's future records by claiming seqs nobody wrote.
     pub tips: Vec<SealedTip>,
+    /// The headers of the records that brought every change of `docs`, and of the later
+    /// records that link them to a seal: the requester merges a change only if one of them
+    /// vouches for it (see [`crate::attestation`]).
+    pub proofs: Vec<RecordHeader>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

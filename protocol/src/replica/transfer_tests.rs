@@ -18,8 +18,8 @@ fn doc(id: &str) -> DocState {
     }
 }
 
-/// `origin`'s seal on a record at `seq`: what proves a vector entry.
-fn tip(origin: &NodeId, seq: Seq) -> SealedTip {
+/// `origin`'s record `seq` of document "a", sealed on its own.
+fn sealed_record(origin: &NodeId, seq: Seq) -> ChangeRecord {
     let mut record = ChangeRecord {
         id: ChangeId { origin: origin.clone(), seq },
         doc: doc("a").doc,
@@ -30,7 +30,12 @@ fn tip(origin: &NodeId, seq: Seq) -> SealedTip {
         seal: None,
     };
     crate::seal::SealChain::new(None).add(&mut record, true, &super::test_keys::key_of(origin));
-    SealedTip::of(&record).expect("sealed")
+    record
+}
+
+/// `origin`'s seal on a record at `seq`: what proves a vector entry.
+fn tip(origin: &NodeId, seq: Seq) -> SealedTip {
+    SealedTip::of(&sealed_record(origin, seq)).expect("sealed")
 }
 
 fn vv(entries: &[(&NodeId, Seq)]) -> VersionVector {
@@ -181,22 +186,9 @@ fn only_headers_their_origins_sealed_reach_the_merge_and_a_forged_one_counts_aga
     let response = SyncResponse { records: Vec::new(), more: false, floors: vec![(origin.clone(), 50)] };
     replica.handle(1, &mut rng, Input::Received { from: peer.clone(), message: Message::SyncResponse(response) });
 
-    let sealed = |seq| {
-        let mut record = ChangeRecord {
-            id: ChangeId { origin: origin.clone(), seq },
-            doc: doc("a").doc,
-            kind: crate::change_log::ChangeKind::Put,
-            time_ms: 0,
-            changes: vec![super::test_keys::change_chunk(seq)],
-            prev: crate::seal::NO_PREV,
-            seal: None,
-        };
-        crate::seal::SealChain::new(None).add(&mut record, true, &super::test_keys::key_of(&origin));
-        RecordHeader::of(&record)
-    };
-    let honest = sealed(3);
+    let honest = RecordHeader::of(&sealed_record(&origin, 3));
     // The responder claims origin's record 4 vouched for a change of its own making.
-    let mut forged = sealed(4);
+    let mut forged = RecordHeader::of(&sealed_record(&origin, 4));
     forged.changes = vec![[9; 32]];
     let page = StateResponse {
         docs: vec![doc("a")],

@@ -10,7 +10,8 @@
 //! reader sees "expired" rather than a silent gap.
 //!
 //! What is never pruned: documents and their Automerge history (history listings and `?at=`
-//! reads come from the document itself), and the change-hash index.
+//! reads come from the document itself), the change-hash index, and the record headers that
+//! prove documents to peers receiving them by state transfer (`record_headers`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

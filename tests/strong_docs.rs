@@ -318,7 +318,40 @@ async fn writes_continue_after_the_leader_dies() {
         assert!(written, "no write succeeded after the leader died: {last_error:?}");
         let (doc, _) = servers[1].client.get_with(NS, "k", &ReadOptions::level("strong")).await.expect("read");
         assert_eq!(value_of(&doc.document).as_deref(), Some("after"));
-        shutdown(servers).await;
+        // One more voter dies: the new leader is alone and must say so at once (503, nothing
+        // proposed) rather than propose into the void and answer 504 after its timeout.
+        let new_leader = leader(&servers);
+        let other = servers.remove(1 - new_leader);
+        other.stop().await;
+        let alone = servers.remove(0);
+        let mut answers = Vec::new();
+        let started = Instant::now();
+        let refused_at_once = loop {
+            assert!(started.elapsed() < Duration::from_secs(30), "never refused at once: {answers:?}");
+            let sent = Instant::now();
+            let answer = alone.client.put_strong(NS, "k", &json!({"v": "alone"}), &Condition::None).await;
+            let took = sent.elapsed();
+            match &answer {
+                Err(ClientError::Api { status: 503, code, .. })
+                    if code == "unavailable" && took < Duration::from_secs(1) =>
+                {
+                    break took;
+                }
+                Err(ClientError::Api { status: 503 | 504, .. }) => answers.push(format!("{answer:?} in {took:?}")),
+                other => panic!("a leader without a quorum answered {other:?} after {answers:?}"),
+            }
+        };
+        // Once it knows, every later write is refused at once as well.
+        for _ in 0..5 {
+            let sent = Instant::now();
+            let answer = alone.client.put_strong(NS, "k", &json!({"v": "alone"}), &Condition::None).await;
+            assert!(
+                matches!(&answer, Err(ClientError::Api { status: 503, .. })) && sent.elapsed() < Duration::from_secs(1),
+                "after a refusal in {refused_at_once:?}: {answer:?} in {:?}",
+                sent.elapsed()
+            );
+        }
+        alone.stop().await;
     })
     .await
     .expect("the test finished within its budget");

@@ -274,9 +274,12 @@ impl StrongPath {
         Instant::now() + self.inner.settings.request_timeout
     }
 
-    /// Waits until some node is known to lead; this node only counts once a quorum has
-    /// acknowledged it recently (`quorum_ack_max`), so a leader cut off from the majority
-    /// refuses work instead of queueing it.
+    /// Waits until some node is known to lead. This node counts only while a quorum has
+    /// acknowledged it recently (`quorum_ack_max`): a leader that has heard from no quorum
+    /// for longer refuses at once (check-quorum), before proposing anything, so the caller
+    /// knows the request did not take effect instead of waiting for a timeout whose outcome
+    /// would be unknown. Openraft's figure is at most one tick old and only ever too small,
+    /// so a refusal is never wrong; a leader just elected waits for its first acknowledgement.
     async fn leader_view(&self, deadline: Instant) -> Result<LeaderView, StrongError> {
         let mut watch = self.inner.raft.metrics();
         let quorum_ack_max = u64::try_from(self.inner.settings.quorum_ack_max.as_millis()).unwrap_or(u64::MAX);
@@ -289,7 +292,14 @@ impl StrongPath {
                 match (metrics.state, metrics.current_leader) {
                     (ServerState::Leader, _) => match metrics.millis_since_quorum_ack {
                         Some(ms) if ms <= quorum_ack_max => return Ok(LeaderView::Me),
-                        Some(ms) => format!("this leader has not heard from a quorum for {ms} ms"),
+                        Some(ms) => {
+                            return Err(StrongError::Unavailable {
+                                reason: format!(
+                                    "this leader has not heard from a quorum of voters for {ms} ms \
+                                     (more than {quorum_ack_max} ms); nothing was proposed"
+                                ),
+                            })
+                        }
                         None => "this leader has not yet heard from a quorum".to_owned(),
                     },
                     (_, Some(leader)) if leader != self.inner.id => {

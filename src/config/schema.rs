@@ -428,7 +428,7 @@ pub enum LogFormat {
 /// The log filter when neither `log.level` nor `RUST_LOG` says otherwise. openraft's own
 /// logs repeat on every heartbeat while a member is unreachable, so they are off; the
 /// strong path logs its transitions itself (`raft/events.rs`).
-pub const DEFAULT_LOG_LEVEL: &str = "info,openraft=off";
+pub const DEFAULT_LOG_LEVEL: &str = "info,openraft=off,libp2p_gossipsub=error";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

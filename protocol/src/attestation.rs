@@ -17,9 +17,9 @@
 //! nobody wrote, or move one between documents; what it can still do is send an older state
 //! than its version vector claims (see `docs/SECURITY.md`).
 //!
-//! Every node stores the header of every record it applies (own, received, or proving
-//! transferred state), next to the change log but kept when the log is pruned, so it can
-//! prove its documents in turn.
+//! Every node can give the header of every record it applies (own, received, or proving
+//! transferred state): from the change log while it holds the record, and from the header
+//! it stores when the log is pruned, so it can prove its documents in turn.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -47,16 +47,6 @@ pub struct RecordHeader {
 impl RecordHeader {
     pub fn of(record: &ChangeRecord) -> Self {
         Self::with_digests(record, record.changes.iter().map(|chunk| change_digest(chunk)).collect())
-    }
-
-    /// The header of `record` when the Automerge hashes of its changes are already known
-    /// (`hashes[i]` of `changes[i]`, as parsing them gives); otherwise computed here.
-    pub fn with_hashes(record: &ChangeRecord, hashes: &[ChangeHash]) -> Self {
-        if hashes.len() == record.changes.len() {
-            Self::with_digests(record, hashes.iter().map(|hash| hash.0).collect())
-        } else {
-            Self::of(record)
-        }
     }
 
     fn with_digests(record: &ChangeRecord, changes: Vec<ChangeDigest>) -> Self {

@@ -236,23 +236,19 @@ impl SealChain {
     }
 
     /// Links `record` to its predecessor and seals it if it closes a group commit
-    /// (`last_of_batch`) or a full span. Returns its header (see [`RecordHeader`]), which
-    /// the writer stores with it.
-    pub fn add(&mut self, record: &mut ChangeRecord, last_of_batch: bool, key: &ed25519::Keypair) -> RecordHeader {
+    /// (`last_of_batch`) or a full span.
+    pub fn add(&mut self, record: &mut ChangeRecord, last_of_batch: bool, key: &ed25519::Keypair) {
         record.prev = self.prev;
         record.seal = None;
         self.records += 1;
         self.bytes += record.payload_bytes();
-        let mut header = RecordHeader::of(record);
-        let hash = header.hash();
+        let hash = record_hash(record);
         if last_of_batch || self.records >= SEAL_SPAN_RECORDS || self.bytes >= SEAL_SPAN_BYTES {
             seal(record, &hash, key);
-            header.seal = record.seal;
             self.records = 0;
             self.bytes = 0;
         }
         self.prev = hash;
-        header
     }
 }
 

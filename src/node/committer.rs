@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::feed_event::{FeedEvent, FeedPos};
 use super::retention::Retention;
-use super::write_path::log_ops;
+use super::write_path::log_op;
 use super::NodeError;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
@@ -328,8 +328,8 @@ fn seal_and_log(
         .enumerate()
         .map(|(i, record)| {
             let mut record = Arc::unwrap_or_clone(record);
-            let header = parts.chain.add(&mut record, i + 1 == count, &parts.signing_key);
-            batch.extend(log_ops(&record, &header));
+            parts.chain.add(&mut record, i + 1 == count, &parts.signing_key);
+            batch.extend([log_op(&record)]);
             Arc::new(record)
         })
         .collect()

@@ -12,7 +12,7 @@ use automerge::ActorId;
 use statemesh_protocol::attestation::RecordHeader;
 use statemesh_protocol::change_log::log_key;
 use statemesh_protocol::seal::SEAL_SPAN_RECORDS;
-use statemesh_protocol::{ChangeId, DocKey, Document};
+use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, Document};
 
 use super::change_index::{self, ChangeRef};
 use crate::storage::{Family, Storage, StorageError};
@@ -29,11 +29,18 @@ impl<'a> Prover<'a> {
         Self { storage, actor, headers: BTreeMap::new() }
     }
 
-    /// Adds the proof of document `doc`, stored as `bytes`; returns about how many bytes
-    /// it added to the page.
-    pub fn prove(&mut self, doc: &DocKey, bytes: &[u8]) -> Result<usize, StorageError> {
+    /// Adds the proof of document `doc`, stored as `bytes`. Returns the bytes to serve and
+    /// about how many bytes the proof added to the page.
+    ///
+    /// The served bytes are the stored ones unless the document holds received changes that
+    /// wait for dependencies this node lacks: those are no ancestors of its heads, so no
+    /// proof covers them, and a requester that holds the dependencies would apply them and
+    /// rightly refuse the page. Such a document is served as saved, without them (they reach
+    /// the requester through the log like any record).
+    pub fn prove(&mut self, doc: &DocKey, bytes: &[u8]) -> Result<(Vec<u8>, usize), StorageError> {
         let document = Document::load(bytes, self.actor.clone())
             .map_err(|e| StorageError::Corrupt(format!("document {doc} does not load: {e}")))?;
+        let served = if document.has_queued_changes() { document.save_applied() } else { bytes.to_vec() };
         let mut added = 0;
         for head in document.version().heads() {
             match self.storage.get(Family::DocChanges, &change_index::key(doc, head))? {
@@ -43,11 +50,26 @@ impl<'a> Prover<'a> {
                 }
             }
         }
-        Ok(added)
+        Ok((served, added))
     }
 
     pub fn into_headers(self) -> Vec<RecordHeader> {
         self.headers.into_values().collect()
+    }
+
+    /// The header of record `id`: from its change log entry while the log holds it, else as
+    /// stored when the entry was pruned or when the record proved a transferred document.
+    /// Pruning writes the header in the batch that deletes the entry, so reading the log
+    /// first never misses a record between the two.
+    fn header(&self, id: &ChangeId) -> Result<Option<RecordHeader>, StorageError> {
+        let key = log_key(&id.origin, id.seq);
+        if let Some(value) = self.storage.get(Family::ChangeLog, &key)? {
+            let record =
+                ChangeRecord::decode(&value).map_err(|e| StorageError::Corrupt(format!("record {id}: {e}")))?;
+            return Ok(Some(RecordHeader::of(&record)));
+        }
+        let Some(value) = self.storage.get(Family::RecordHeaders, &key)? else { return Ok(None) };
+        RecordHeader::decode(&value).map(Some).map_err(|e| StorageError::Corrupt(format!("record header {id}: {e}")))
     }
 
     /// The header of `id` and those after it up to the first sealed one: a header already
@@ -59,12 +81,10 @@ impl<'a> Prover<'a> {
             if self.headers.contains_key(&at) {
                 break;
             }
-            let Some(value) = self.storage.get(Family::RecordHeaders, &log_key(&at.origin, at.seq))? else {
+            let Some(header) = self.header(&at)? else {
                 tracing::warn!(record = %at, "a record header is missing; peers will refuse the documents it proves");
                 break;
             };
-            let header =
-                RecordHeader::decode(&value).map_err(|e| StorageError::Corrupt(format!("record header {at}: {e}")))?;
             let sealed = header.seal.is_some();
             added += header.wire_bytes();
             self.headers.insert(at.clone(), header);

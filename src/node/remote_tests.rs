@@ -189,3 +189,27 @@ async fn transferred_documents_merge_only_as_far_as_their_proofs_vouch_and_are_p
     assert!(matches!(victim.get(&k).await, Err(NodeError::NotFound(_))));
     assert!(matches!(victim.get(&key("elsewhere")).await, Err(NodeError::NotFound(_))));
 }
+
+#[tokio::test]
+async fn a_document_with_changes_waiting_for_dependencies_is_served_without_them() {
+    let origin = Node::open(&config(None)).expect("origin");
+    let k = key("doc");
+    for i in 0..3 {
+        origin.patch(&k, &json!({ format!("f{i}"): i }), &Precondition::None).await.expect("patch");
+    }
+    let records = records_of(&origin).await;
+    // The relay lacks the middle change, so the last one waits inside its document.
+    let relay = Node::open(&config(None)).expect("relay");
+    relay.apply_remote(vec![records[0].clone(), records[2].clone()], VersionVector::new()).await.expect("apply");
+    // The requester holds the middle change: given the waiting one, it could apply it, and
+    // no proof of the relay's would vouch for it.
+    let requester = Node::open(&config(None)).expect("requester");
+    requester.apply_remote(records[..2].to_vec(), VersionVector::new()).await.expect("apply");
+    let page = state_page(&relay).await;
+    let from = relay.node_id().clone();
+    requester.merge_docs(from, page.docs, None, Vec::new(), page.proofs).await.expect("an honest relay's page merges");
+    assert_eq!(requester.get(&k).await.expect("doc").json, json!({"f0": 0, "f1": 1}));
+    // The waiting change comes with its record, as every change does.
+    requester.apply_remote(vec![records[2].clone()], VersionVector::new()).await.expect("apply");
+    assert_eq!(requester.get(&k).await.expect("doc").json, origin.get(&k).await.expect("doc").json);
+}

@@ -11,12 +11,15 @@
 //!
 //! What is never pruned: documents and their Automerge history (history listings and `?at=`
 //! reads come from the document itself), the change-hash index, and the record headers that
-//! prove documents to peers receiving them by state transfer (`record_headers`).
+//! prove documents to peers receiving them by state transfer: a pruned record leaves its
+//! header in `record_headers`, written in the batch that deletes it (so a pass prunes at most
+//! [`AGE_SCAN_MAX`] records of the log, reading each once).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use statemesh_protocol::attestation::RecordHeader;
 use statemesh_protocol::change_log::{log_key, log_prefix, ChangeRecord};
 use statemesh_protocol::NodeId;
 
@@ -67,9 +70,10 @@ impl Retention {
 
     /// Deletions due now, if a pruning pass is due. `head` and `local_seq` are durable.
     ///
-    /// Whatever the backlog, a pass adds at most two range deletions and two floor updates to
-    /// the batch: pruning by count reads nothing, and pruning by age reads only until the
-    /// first entry young enough to keep (at most [`AGE_SCAN_MAX`] per pass).
+    /// Whatever the backlog, a pass adds at most two range deletions, two floor updates and
+    /// [`AGE_SCAN_MAX`] record headers to the batch: pruning the feed by count reads nothing,
+    /// pruning by age reads only until the first entry young enough to keep, and the log's
+    /// pruned records are read once for their headers (at most [`AGE_SCAN_MAX`] per pass).
     pub fn due_deletions(
         &mut self,
         storage: &dyn Storage,
@@ -143,16 +147,48 @@ impl Retention {
         )?;
         // The newest record always stays: its seal proves how far this node has written (to
         // peers it serves state to) and its hash is what the next record links to.
-        let new_floor = walk.keep_from.min(local_seq);
+        let due = walk.keep_from.min(local_seq);
+        // Each pruned record leaves its header behind, so a pass prunes at most a bounded run.
+        let new_floor = due.min(floor.saturating_add(AGE_SCAN_MAX as u64));
         if new_floor <= floor {
             return Ok((Vec::new(), false));
         }
+        let mut ops = header_ops(storage, &origin, floor, new_floor)?;
         self.log_floor = new_floor;
-        let ops = vec![
-            BatchOp::DeleteRange { family: Family::ChangeLog, start: key(floor), end: key(new_floor) },
-            BatchOp::Put { family: Family::Meta, key: log_floor_key(&origin), value: new_floor.to_be_bytes().to_vec() },
-        ];
-        Ok((ops, walk.budget_spent))
+        ops.push(BatchOp::DeleteRange { family: Family::ChangeLog, start: key(floor), end: key(new_floor) });
+        ops.push(BatchOp::Put {
+            family: Family::Meta,
+            key: log_floor_key(&origin),
+            value: new_floor.to_be_bytes().to_vec(),
+        });
+        Ok((ops, walk.budget_spent || new_floor < due))
+    }
+}
+
+/// Puts of the headers of `origin`'s records `from..to`, which are about to leave the log:
+/// while a record is in the log its header is read from it, afterwards from these
+/// (`record_headers`, see `doc_proofs`). Written in the batch that deletes the records, so a
+/// reader looking in the log first and the headers second never misses one.
+fn header_ops(storage: &dyn Storage, origin: &NodeId, from: u64, to: u64) -> Result<Vec<BatchOp>, StorageError> {
+    let mut ops = Vec::new();
+    let mut start = log_key(origin, from);
+    loop {
+        let page = storage.scan(Family::ChangeLog, &log_prefix(origin), &start, AGE_SCAN_PAGE)?;
+        for (key, value) in &page {
+            let record = ChangeRecord::decode(value).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            if record.id.seq >= to {
+                return Ok(ops);
+            }
+            ops.push(BatchOp::Put {
+                family: Family::RecordHeaders,
+                key: key.clone(),
+                value: RecordHeader::of(&record).encode(),
+            });
+        }
+        match page.last() {
+            Some((last, _)) if page.len() == AGE_SCAN_PAGE => start = crate::storage::key_after(last),
+            _ => return Ok(ops),
+        }
     }
 }
 
@@ -260,7 +296,13 @@ mod tests {
 
         let first = retention.due_deletions(&storage, NOW_MS, ALL, ALL).expect("pass");
         let ranges = first.iter().filter(|op| matches!(op, BatchOp::DeleteRange { .. })).count();
-        assert_eq!((first.len(), ranges), (4, 2), "one range and one floor per log: {first:?}");
+        let headers =
+            first.iter().filter(|op| matches!(op, BatchOp::Put { family: Family::RecordHeaders, .. })).count();
+        assert_eq!(
+            (first.len(), ranges, headers),
+            (4 + AGE_SCAN_MAX, 2, AGE_SCAN_MAX),
+            "one range and one floor per log"
+        );
         assert_eq!(floor.load(Ordering::Acquire), 1 + AGE_SCAN_MAX as u64, "stops at its read budget");
         apply(&storage, first);
 
@@ -272,6 +314,7 @@ mod tests {
 
         assert_eq!(count(&storage, Family::Feed), (ALL - OLD) as usize);
         assert_eq!(count(&storage, Family::ChangeLog), (ALL - OLD) as usize);
+        assert_eq!(count(&storage, Family::RecordHeaders), OLD as usize, "every pruned record leaves its header");
         assert!(storage.get(Family::Feed, &feed_key(OLD + 1)).expect("get").is_some(), "nothing young is deleted");
         assert_eq!(
             storage.get(Family::Meta, &log_floor_key(&origin)).expect("get"),
@@ -280,16 +323,28 @@ mod tests {
     }
 
     #[test]
-    fn pruning_by_count_reads_nothing_young_and_keeps_the_newest() {
+    fn pruning_by_count_keeps_the_newest_and_leaves_the_headers_of_the_rest() {
         let origin = NodeId::new("origin").expect("node id");
         let storage = store_with_old_entries(&origin);
         let floor = Arc::new(AtomicU64::new(1));
         // A year-long window keeps everything by age; only the count bounds the logs.
-        let mut retention = Retention::new(100, Duration::from_secs(86_400 * 365), floor.clone(), 1, origin);
-        let ops = retention.due_deletions(&storage, NOW_MS, ALL, ALL).expect("pass");
-        apply(&storage, ops);
+        let mut retention = Retention::new(100, Duration::from_secs(86_400 * 365), floor.clone(), 1, origin.clone());
+        let mut passes = 0;
+        loop {
+            let ops = retention.due_deletions(&storage, NOW_MS, ALL, ALL).expect("pass");
+            apply(&storage, ops);
+            passes += 1;
+            if !retention.backlog {
+                break;
+            }
+        }
+        assert_eq!(passes, (ALL - 100).div_ceil(AGE_SCAN_MAX as u64), "a bounded run of the log per pass");
         assert_eq!(floor.load(Ordering::Acquire), ALL - 99);
         assert_eq!(count(&storage, Family::Feed), 100);
         assert_eq!(count(&storage, Family::ChangeLog), 100);
+        assert_eq!(count(&storage, Family::RecordHeaders), (ALL - 100) as usize);
+        let key = log_key(&origin, 1);
+        let header = storage.get(Family::RecordHeaders, &key).expect("get").expect("the first record's header");
+        assert_eq!(RecordHeader::decode(&header).expect("decode").id.seq, 1);
     }
 }

@@ -91,8 +91,9 @@ impl Node {
                 page.next = page.docs.last().map(|d| d.doc.clone());
                 break;
             }
-            bytes += value.len() + prover.prove(&doc, value)?;
-            page.docs.push(DocState { doc, automerge: value.clone() });
+            let (served, proof_bytes) = prover.prove(&doc, value)?;
+            bytes += served.len() + proof_bytes;
+            page.docs.push(DocState { doc, automerge: served });
         }
         page.proofs = prover.into_headers();
         Ok(page)

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use automerge::ChangeHash;
-use statemesh_protocol::attestation::RecordHeader;
 use statemesh_protocol::change_log::log_key;
 use statemesh_protocol::seal::NO_PREV;
 use statemesh_protocol::{ChangeId, ChangeKind, ChangeRecord, DocKey, Document, WriteOutcome};
@@ -205,7 +204,7 @@ impl Node {
         ops: &mut Vec<BatchOp>,
     ) {
         self.indexed_change_ops(record, hashes, event, ops);
-        ops.extend(log_ops(record, &RecordHeader::with_hashes(record, hashes)));
+        ops.push(log_op(record));
     }
 
     /// The feed event's own mutation, when `history.enabled` keeps events for replay.
@@ -238,12 +237,9 @@ impl Node {
     }
 }
 
-/// The change log's entry for `record`, and its header's, which outlives the log entry: it
-/// proves the record's changes for as long as documents hold them.
-pub(super) fn log_ops(record: &ChangeRecord, header: &RecordHeader) -> [BatchOp; 2] {
-    let key = log_key(&record.id.origin, record.id.seq);
-    [
-        BatchOp::Put { family: Family::RecordHeaders, key: key.clone(), value: header.encode() },
-        BatchOp::Put { family: Family::ChangeLog, key, value: record.encode() },
-    ]
+/// The change log's entry for `record`. Its header (what proves the record's changes to peers
+/// that receive whole documents) is read from this entry while it exists and written apart
+/// only when the entry is pruned ([`super::retention`]), so a write stores it once.
+pub(super) fn log_op(record: &ChangeRecord) -> BatchOp {
+    BatchOp::Put { family: Family::ChangeLog, key: log_key(&record.id.origin, record.id.seq), value: record.encode() }
 }

@@ -135,6 +135,13 @@ impl Document {
         self.doc.save()
     }
 
+    /// The saved form without the received changes that wait for dependencies (which
+    /// [`Document::save`] keeps): only what the document's heads account for.
+    pub fn save_applied(&self) -> Vec<u8> {
+        self.doc
+            .save_with_options(automerge::SaveOptions { retain_orphans: false, ..automerge::SaveOptions::default() })
+    }
+
     pub fn version(&self) -> Version {
         Version::new(self.doc.get_heads())
     }

@@ -336,8 +336,40 @@ impl Replica {
         state.sync = SyncState::Awaiting { since_ms: now_ms };
         effects.push(Effect::Send {
             to: peer.clone(),
-            message: Message::SyncRequest(SyncRequest { have: self.vv.clone(), max_records: self.config.page_records }),
+            message: Message::SyncRequest(SyncRequest {
+                have: self.anticipated_vv(),
+                max_records: self.config.page_records,
+            }),
         });
+    }
+
+    /// The version vector this node will hold once what it is storing is durable: what a
+    /// pull asks past, so the next page can be fetched while the last one is being stored.
+    /// Records whose storing fails leave a gap the next pull from the durable vector fills.
+    fn anticipated_vv(&self) -> VersionVector {
+        let mut pending: BTreeMap<&NodeId, BTreeSet<Seq>> = BTreeMap::new();
+        for id in &self.applying {
+            pending.entry(&id.origin).or_default().insert(id.seq);
+        }
+        for (origin, seqs) in &self.held {
+            pending.entry(origin).or_default().extend(seqs);
+        }
+        let mut vv = self.vv.clone();
+        for (origin, seqs) in pending {
+            let mut next = vv.get(origin) + 1;
+            while seqs.contains(&next) {
+                next += 1;
+            }
+            vv.advance(origin, next - 1);
+        }
+        vv
+    }
+
+    /// Whether a pull may go on while records are being stored: at most one page may wait
+    /// for storage while the next is fetched, so a catch-up overlaps the peer's reading and
+    /// sending with this node's storing, and memory stays at two pages.
+    fn may_pull_ahead(&self) -> bool {
+        self.applying.len() <= self.config.page_records as usize
     }
 
     fn received(&mut self, from: NodeId, message: Message, now_ms: i64, effects: &mut Vec<Effect>) {
@@ -363,16 +395,17 @@ impl Replica {
                 }
                 let page_had_records = !records.is_empty();
                 self.accept_records(&from, records, effects);
+                let pull_ahead = self.may_pull_ahead();
                 let Some(peer) = self.peers.get_mut(&from) else { return };
-                if !self.applying.is_empty() {
-                    // Ask for the next page once what is being stored is durable, so the
-                    // request carries the advanced version vector.
-                    peer.sync = SyncState::Persisting { more };
-                } else {
+                if pull_ahead {
+                    // The next page is asked for past what is being stored.
                     peer.sync = SyncState::Idle;
                     if more && page_had_records {
                         self.request_sync(&from, now_ms, effects);
                     }
+                } else {
+                    // Two pages wait for storage: ask again once one is durable.
+                    peer.sync = SyncState::Persisting { more };
                 }
             }
         }
@@ -542,7 +575,7 @@ impl Replica {
             }
         }
         self.absorb_held();
-        if self.applying.is_empty() {
+        if self.may_pull_ahead() {
             let continuing: Vec<NodeId> = self
                 .peers
                 .iter_mut()

@@ -7,7 +7,8 @@ pub enum SyncState {
     Idle,
     /// A `SyncRequest` was sent at `since_ms`.
     Awaiting { since_ms: i64 },
-    /// A response page is being stored; ask for the next one afterwards if `more`.
+    /// Two response pages are being stored; ask for the next one once one is durable, if
+    /// `more`.
     Persisting { more: bool },
 }
 

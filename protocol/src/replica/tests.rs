@@ -297,6 +297,49 @@ fn a_version_vector_only_advances_over_durable_contiguous_records() {
 }
 
 #[test]
+fn the_next_page_is_fetched_while_the_last_is_stored_and_no_third_waits() {
+    let config = ReplicaConfig { page_records: 4, ..ReplicaConfig::default() };
+    let mut replica = Replica::new(node(9), VersionVector::new(), config);
+    let mut rng = Rng::new(3);
+    let (peer, origin) = (node(1), node(2));
+    let pulls = |effects: &[Effect]| -> Vec<Seq> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { message: Message::SyncRequest(request), .. } => Some(request.have.get(&origin)),
+                _ => None,
+            })
+            .collect()
+    };
+    let page = |seqs: std::ops::RangeInclusive<Seq>| Input::Received {
+        from: peer.clone(),
+        message: Message::SyncResponse(SyncResponse { records: batch(&origin, seqs), more: true, floors: Vec::new() }),
+    };
+    let ids = |seqs: std::ops::RangeInclusive<Seq>| -> Vec<ChangeId> {
+        seqs.map(|seq| ChangeId { origin: origin.clone(), seq }).collect()
+    };
+    assert_eq!(pulls(&replica.handle(0, &mut rng, Input::PeerConnected(peer.clone()))), vec![0]);
+    // The first page goes to storage and the second is asked for past it at once.
+    let effects = replica.handle(1, &mut rng, page(1..=4));
+    assert_eq!(applied(&effects).len(), 4);
+    assert_eq!(pulls(&effects), vec![4], "the request counts the page being stored as held");
+    assert_eq!(replica.version_vector().get(&origin), 0, "but the vector waits for durability");
+    // With two pages waiting for storage, no third is asked for ...
+    let effects = replica.handle(2, &mut rng, page(5..=8));
+    assert_eq!(applied(&effects).len(), 4);
+    assert!(pulls(&effects).is_empty(), "a third page would wait for storage too");
+    // ... until one is durable.
+    assert_eq!(pulls(&replica.handle(3, &mut rng, Input::Persisted(ids(1..=4)))), vec![8]);
+    assert_eq!(replica.version_vector().get(&origin), 4);
+    // A page that fails to store leaves a gap, which the next pull asks for again.
+    replica.handle(4, &mut rng, page(9..=12));
+    replica.handle(5, &mut rng, Input::ApplyFailed { ids: ids(5..=8), from: peer.clone(), reason: "test".into() });
+    replica.handle(6, &mut rng, Input::Persisted(ids(9..=12)));
+    assert_eq!(replica.version_vector().get(&origin), 4);
+    assert_eq!(pulls(&replica.handle(10_000, &mut rng, Input::Tick)), vec![4], "the gap is pulled again");
+}
+
+#[test]
 fn records_claiming_our_own_unwritten_seqs_are_rejected() {
     let me = node(0);
     let mut replica = Replica::new(me.clone(), VersionVector::new(), ReplicaConfig::default());

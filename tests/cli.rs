@@ -19,6 +19,20 @@ fn default_config_prints_and_checks_clean() {
 }
 
 #[test]
+fn completion_scripts_name_the_subcommands_and_an_unknown_shell_is_refused() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (code, script, err) = cli(&["completions", shell], &[]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        for word in ["start", "snapshot", "cluster", "cluster-key", "ca-cert"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let (code, _, err) = cli(&["completions", "tcsh"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("tcsh") && err.contains("bash"), "names the value and the choices: {err}");
+}
+
+#[test]
 fn bad_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bad.yaml");

@@ -150,7 +150,8 @@ pub fn run(node: &super::NodeTarget, json: bool, command: Command) -> anyhow::Re
             | Command::Watch(_)
             | Command::Token(_)
             | Command::Ready(_)
-            | Command::Cluster(_) => {
+            | Command::Cluster(_)
+            | Command::Completions { .. } => {
                 unreachable!("handled before connecting")
             }
         }

@@ -19,7 +19,7 @@ mod watch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::client::{Client, ClientError, ClientOptions, DEFAULT_NODE_URL};
 
@@ -173,6 +173,12 @@ enum Command {
     /// API tokens: generate one and the `api.tokens` entry that admits it.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Print a shell completion script, e.g. `statemesh completions bash >
+    /// /etc/bash_completion.d/statemesh` or `statemesh completions zsh > ~/.zfunc/_statemesh`.
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parses arguments, runs the command, and turns any failure into a message and exit code.
@@ -188,6 +194,10 @@ pub fn run() -> ExitCode {
         Command::Watch(args) => watch::run(&node, cli.json, args),
         Command::Ready(args) => ready::run(&node, cli.json, args),
         Command::Cluster(command) => cluster::run(&node, cli.json, command),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "statemesh", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         command => docs::run(&node, cli.json, command),
     };
     match result {

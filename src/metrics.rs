@@ -50,6 +50,7 @@ pub struct Metrics {
     pub anti_entropy_rounds: Counter,
     pub gossip_lagged: Counter,
     pub remote_changes_applied: Counter,
+    pub remote_records_quarantined: Counter,
     pub replication_lag_changes: Gauge,
     pub replication_delay: Histogram,
 }
@@ -123,6 +124,13 @@ impl Metrics {
             "Changes received from peers and stored",
             remote_changes_applied.clone(),
         );
+        let remote_records_quarantined = Counter::default();
+        registry.register(
+            "remote_records_quarantined",
+            "Records received under a node's origin for a namespace this node runs through Raft: logged and \
+             relayed, not applied",
+            remote_records_quarantined.clone(),
+        );
         let replication_lag_changes = Gauge::default();
         registry.register(
             "replication_lag_changes",
@@ -154,6 +162,7 @@ impl Metrics {
             anti_entropy_rounds,
             gossip_lagged,
             remote_changes_applied,
+            remote_records_quarantined,
             replication_lag_changes,
             replication_delay,
         }

@@ -184,6 +184,9 @@ struct Inner {
     transactions: txn::Transactions,
     /// Connected peers, as the replication layer last reported them.
     peers: Mutex<Vec<PeerInfo>>,
+    /// The origin the strong path's cluster logs its changes under, once this node (a member
+    /// of the Raft cluster) knows it: the only origin that may write a strong namespace.
+    strong_origin: Mutex<Option<NodeId>>,
 }
 
 /// A running node. Cheap to clone; all clones share the node.
@@ -282,6 +285,7 @@ impl Node {
                 feed_floor,
                 transactions: txn::Transactions::new(&config.concurrency),
                 peers: Mutex::new(Vec::new()),
+                strong_origin: Mutex::new(None),
             }),
         })
     }
@@ -311,6 +315,13 @@ impl Node {
     /// Whether `namespace` is strong (writes only through Raft).
     pub fn is_strong_namespace(&self, namespace: &Namespace) -> Result<bool, NodeError> {
         self.inner.namespaces.is_strong(namespace)
+    }
+
+    /// Names the origin of the strong path's cluster (set by the strong path once it knows
+    /// the cluster): received records under any other origin are then not applied to this
+    /// node's strong namespaces (see `remote_apply`).
+    pub(crate) fn set_strong_origin(&self, origin: NodeId) {
+        *self.inner.strong_origin.lock() = Some(origin);
     }
 
     // ---- writes ----

@@ -12,15 +12,23 @@
 //! Namespace rules (schemas, size limits) are not applied here: the origin enforced its own
 //! rules when it accepted the write, and a replica that refused a record would never
 //! converge. A node reads only the namespaces it declares, whatever it relays.
+//!
+//! One rule is applied, on members of the Raft cluster: a strong namespace is written only
+//! through Raft, under the cluster's origin, so a record of any other origin into a namespace
+//! this node declares strong (an origin configured otherwise, or a hostile one) is logged and
+//! relayed, so the origin's sequence goes on, but not applied: it would put into a strong
+//! document a change the cluster never committed. Nodes outside the cluster do not know its
+//! origin and apply such records.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use statemesh_protocol::change_log::log_key;
-use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, Document, VersionVector};
+use statemesh_protocol::{ChangeId, ChangeRecord, DocKey, Document, NodeId, VersionVector};
 
-use super::committer::PendingWrite;
+use super::committer::{PendingWrite, WriteTicket};
 use super::feed_event::{FeedEvent, FeedPos};
+use super::write_path::log_op;
 use super::{vv_key, DocMeta, Node, NodeError};
 use crate::storage::{BatchOp, Family};
 
@@ -39,23 +47,29 @@ impl Node {
     /// origins ride along so a restart starts close to where the node was.
     pub async fn apply_remote(&self, records: Vec<ChangeRecord>, vv: VersionVector) -> Result<RemoteApply, NodeError> {
         let node = self.clone();
-        let (report, wait_for) = tokio::task::spawn_blocking(move || node.apply_remote_blocking(records, &vv))
-            .await
-            .map_err(|_| NodeError::ShuttingDown)??;
+        let (report, wait_for, logged_only) =
+            tokio::task::spawn_blocking(move || node.apply_remote_blocking(records, &vv))
+                .await
+                .map_err(|_| NodeError::ShuttingDown)??;
         self.inner.sequencer.wait_durable(wait_for).await?;
+        if let Some(ticket) = logged_only {
+            self.inner.sequencer.wait_written(ticket).await?;
+        }
         Ok(report)
     }
 
-    /// The blocking part of [`Node::apply_remote`]: returns the report and the feed position
-    /// to wait for.
+    /// The blocking part of [`Node::apply_remote`]: returns the report, the feed position to
+    /// wait for, and the ticket of the write that logs quarantined records, if any.
     fn apply_remote_blocking(
         &self,
         records: Vec<ChangeRecord>,
         vv: &VersionVector,
-    ) -> Result<(RemoteApply, FeedPos), NodeError> {
+    ) -> Result<(RemoteApply, FeedPos, Option<WriteTicket>), NodeError> {
         let me = self.node_id().clone();
+        let strong_origin = self.inner.strong_origin.lock().clone();
         let mut report = RemoteApply::default();
         let mut by_doc: BTreeMap<DocKey, Vec<ChangeRecord>> = BTreeMap::new();
+        let mut quarantined = Vec::new();
         for record in records {
             if record.id.origin == me {
                 // Our own log is the authority on our own records; the replica only lets
@@ -64,6 +78,9 @@ impl Node {
                 continue;
             }
             match self.compare_with_held(&record)? {
+                Held::No if self.writes_strong_namespace_unbidden(&record, strong_origin.as_ref()) => {
+                    quarantined.push(record)
+                }
                 Held::No => by_doc.entry(record.doc.clone()).or_default().push(record),
                 Held::Same => report.persisted.push(record.id),
                 Held::Different => {
@@ -87,8 +104,45 @@ impl Node {
             report.persisted.extend(applied);
             wait_for = wait_for.max(last_pos);
         }
+        let logged_only = self.log_quarantined(quarantined, vv_ops, &mut report)?;
         self.inner.metrics.remote_changes_applied.inc_by(report.persisted.len() as u64);
-        Ok((report, wait_for))
+        Ok((report, wait_for, logged_only))
+    }
+
+    /// Whether `record` writes a namespace this node declares strong under an origin other
+    /// than the strong path's cluster (known only on members of the Raft cluster).
+    fn writes_strong_namespace_unbidden(&self, record: &ChangeRecord, strong_origin: Option<&NodeId>) -> bool {
+        strong_origin.is_some_and(|origin| *origin != record.id.origin)
+            && matches!(self.is_strong_namespace(&record.doc.namespace), Ok(true))
+    }
+
+    /// Logs `records` without applying them (so they are relayed and their origin's sequence
+    /// goes on), with the version-vector entries no document write carried. Returns the
+    /// write's ticket.
+    fn log_quarantined(
+        &self,
+        records: Vec<ChangeRecord>,
+        vv_ops: Vec<BatchOp>,
+        report: &mut RemoteApply,
+    ) -> Result<Option<WriteTicket>, NodeError> {
+        if records.is_empty() {
+            return Ok(None);
+        }
+        for record in &records {
+            tracing::warn!(
+                record = %record.id,
+                doc = %record.doc,
+                "a record under a node's origin writes a strong namespace: logged and relayed, not applied \
+                 (only the Raft cluster writes strong namespaces; check the origin's namespace configuration)"
+            );
+        }
+        self.inner.metrics.remote_records_quarantined.inc_by(records.len() as u64);
+        let mut ops: Vec<BatchOp> = records.iter().map(log_op).collect();
+        ops.extend(vv_ops);
+        let write = PendingWrite { ops, ..PendingWrite::default() };
+        let (_, ticket) = self.inner.sequencer.submit_ticketed(0, 0, |_| write)?;
+        report.persisted.extend(records.into_iter().map(|record| record.id));
+        Ok(Some(ticket))
     }
 
     /// Whether this node already stores a record under the same `(origin, seq)`.

@@ -213,3 +213,40 @@ async fn a_document_with_changes_waiting_for_dependencies_is_served_without_them
     requester.apply_remote(vec![records[2].clone()], VersionVector::new()).await.expect("apply");
     assert_eq!(requester.get(&k).await.expect("doc").json, origin.get(&k).await.expect("doc").json);
 }
+
+#[tokio::test]
+async fn a_member_logs_but_does_not_apply_records_of_other_origins_into_a_strong_namespace() {
+    use crate::config::{NamespaceConsistency, NamespacePolicy};
+    // The origin does not declare `reg` strong, so it writes there eventually.
+    let origin = Node::open(&config(None)).expect("origin");
+    let (strong_doc, plain_doc) =
+        (DocKey::new(Namespace::new("reg").expect("ns"), DocId::new("r").expect("id")), key("p"));
+    origin.patch(&strong_doc, &json!({"v": "unbidden"}), &Precondition::None).await.expect("patch");
+    origin.patch(&plain_doc, &json!({"v": "fine"}), &Precondition::None).await.expect("patch");
+    let records = records_of(&origin).await;
+
+    let mut declared = config(None);
+    declared.namespaces.declared.insert(
+        "reg".to_owned(),
+        NamespacePolicy { consistency: NamespaceConsistency::Strong, ..NamespacePolicy::default() },
+    );
+    // A member of the Raft cluster knows the cluster's origin.
+    let member = Node::open(&declared).expect("member");
+    let cluster = Node::open(&config(None)).expect("stands in for the cluster's origin");
+    member.set_strong_origin(cluster.node_id().clone());
+    let report = member.apply_remote(records.clone(), VersionVector::new()).await.expect("apply");
+    assert_eq!(report.persisted.len(), 2, "both count as received: the origin's sequence goes on");
+    assert!(matches!(member.get(&strong_doc).await, Err(NodeError::NotFound(_))), "not applied");
+    assert_eq!(member.get(&plain_doc).await.expect("doc").json, json!({"v": "fine"}));
+    for record in &records {
+        let key = statemesh_protocol::change_log::log_key(&record.id.origin, record.id.seq);
+        let logged = member.inner.storage.get(crate::storage::Family::ChangeLog, &key).expect("get");
+        assert_eq!(logged, Some(record.encode()), "{} is logged, to be relayed", record.id);
+    }
+    assert_eq!(member.inner.metrics.remote_records_quarantined.get(), 1);
+
+    // A node outside the cluster cannot tell the cluster's origin from another: it applies.
+    let edge = Node::open(&declared).expect("edge");
+    edge.apply_remote(records, VersionVector::new()).await.expect("apply");
+    assert_eq!(edge.get(&strong_doc).await.expect("doc").json, json!({"v": "unbidden"}));
+}

@@ -255,6 +255,7 @@ impl DocApplier {
                         value: codec::encode(&id),
                     });
                     tracing::info!(cluster = %id.origin(), "the strong path's cluster is named");
+                    self.node.set_strong_origin(id.origin());
                     machine.cluster = Some(id.clone());
                 }
                 Ok(Outcome::Cluster(machine.cluster.clone().unwrap_or(id)))
@@ -269,13 +270,16 @@ impl DocApplier {
 fn load_machine(node: &Node) -> Result<Machine, StorageError> {
     let storage = node.storage();
     let cluster = match storage.get(Family::RaftMeta, CLUSTER_KEY)? {
-        Some(bytes) => Some(codec::decode(&bytes, "strong cluster id")?),
+        Some(bytes) => Some(codec::decode::<ClusterId>(&bytes, "strong cluster id")?),
         None => None,
     };
     let count = match storage.get(Family::RaftMeta, COUNT_KEY)? {
         Some(bytes) => codec::decode(&bytes, "strong change count")?,
         None => 0,
     };
+    if let Some(cluster) = &cluster {
+        node.set_strong_origin(cluster.origin());
+    }
     Ok(Machine { cluster, count, unstored: HashMap::new() })
 }
 

@@ -128,14 +128,15 @@ impl Node {
         if records.is_empty() {
             return Ok(None);
         }
-        for record in &records {
-            tracing::warn!(
-                record = %record.id,
-                doc = %record.doc,
-                "a record under a node's origin writes a strong namespace: logged and relayed, not applied \
-                 (only the Raft cluster writes strong namespaces; check the origin's namespace configuration)"
-            );
-        }
+        // One line per batch, not per record: a peer sending many must not flood the log.
+        let first = &records[0];
+        tracing::warn!(
+            record = %first.id,
+            doc = %first.doc,
+            count = records.len(),
+            "a record under a node's origin writes a strong namespace: logged and relayed, not applied \
+             (only the Raft cluster writes strong namespaces; check the origin's namespace configuration)"
+        );
         self.inner.metrics.remote_records_quarantined.inc_by(records.len() as u64);
         let mut ops: Vec<BatchOp> = records.iter().map(log_op).collect();
         ops.extend(vv_ops);

@@ -12,11 +12,25 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::raft::RaftInstruments;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: String,
     pub method: String,
     pub status: u16,
+}
+
+/// A transaction's or snapshot operation's outcome or kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// A snapshot operation: `create` or `restore`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SnapshotLabels {
+    pub operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +52,7 @@ pub struct Metrics {
     pub commit_batch_writes: Histogram,
     pub commit_batch_bytes: Histogram,
     pub fsyncs: Counter,
+    pub commit_duration: Histogram,
     pub changes_committed: Counter,
     pub storage_errors: Counter,
     pub storage_size_bytes: Gauge,
@@ -53,6 +68,11 @@ pub struct Metrics {
     pub remote_records_quarantined: Counter,
     pub replication_lag_changes: Gauge,
     pub replication_delay: Histogram,
+    pub feed_subscribers: Gauge,
+    pub transactions: Family<OutcomeLabels, Counter>,
+    pub snapshot_duration: Family<SnapshotLabels, Histogram>,
+    pub snapshot_bytes: Family<SnapshotLabels, Histogram>,
+    pub raft: RaftInstruments,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,6 +84,16 @@ impl std::fmt::Debug for Metrics {
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~6.5 s, doubling.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 18))
+}
+
+fn snapshot_histogram() -> Histogram {
+    // 10 ms .. ~22 min, doubling.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.01, 2.0, 18))
+}
+
+fn snapshot_size_histogram() -> Histogram {
+    // 1 KiB .. 1 TiB, ×4.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1024.0, 4.0, 16))
 }
 
 impl Default for Metrics {
@@ -92,6 +122,12 @@ impl Metrics {
         registry.register("commit_batch_bytes", "Bytes per durable batch", commit_batch_bytes.clone());
         let fsyncs = Counter::default();
         registry.register("storage_fsyncs", "Synced storage batches (WAL fsyncs)", fsyncs.clone());
+        let commit_duration = latency_histogram();
+        registry.register(
+            "storage_commit_duration_seconds",
+            "Time one durable batch took to write and sync (group commit)",
+            commit_duration.clone(),
+        );
         let changes_committed = Counter::default();
         registry.register("changes_committed", "Changes made durable by this node", changes_committed.clone());
         let storage_errors = Counter::default();
@@ -143,6 +179,30 @@ impl Metrics {
             "Time from a change's commit at its origin to its storage here (origin clock)",
             replication_delay.clone(),
         );
+        let feed_subscribers = Gauge::default();
+        registry.register(
+            "feed_subscribers",
+            "Open change-feed subscriptions (event streams and waiting long polls)",
+            feed_subscribers.clone(),
+        );
+        let transactions = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "transactions",
+            "Transactions by outcome: committed, conflict (a read or compare no longer held), failed",
+            transactions.clone(),
+        );
+        let snapshot_duration =
+            Family::<SnapshotLabels, Histogram>::new_with_constructor(snapshot_histogram as fn() -> Histogram);
+        registry.register(
+            "snapshot_duration_seconds",
+            "Time a snapshot creation or restore took",
+            snapshot_duration.clone(),
+        );
+        let snapshot_bytes =
+            Family::<SnapshotLabels, Histogram>::new_with_constructor(snapshot_size_histogram as fn() -> Histogram);
+        registry.register("snapshot_bytes", "Size of a created or restored snapshot file", snapshot_bytes.clone());
+        let raft = RaftInstruments::default();
+        raft.register(&mut registry);
         Self {
             registry,
             http_requests,
@@ -150,6 +210,7 @@ impl Metrics {
             commit_batch_writes,
             commit_batch_bytes,
             fsyncs,
+            commit_duration,
             changes_committed,
             storage_errors,
             storage_size_bytes,
@@ -165,6 +226,11 @@ impl Metrics {
             remote_records_quarantined,
             replication_lag_changes,
             replication_delay,
+            feed_subscribers,
+            transactions,
+            snapshot_duration,
+            snapshot_bytes,
+            raft,
         }
     }
 
@@ -175,13 +241,26 @@ impl Metrics {
         self.p2p_messages.get_or_create(&labels).inc();
     }
 
-    /// Called by the committer after each durable batch.
-    pub fn record_commit(&self, writes: usize, bytes: usize, documents: i64) {
+    /// Called by the committer after each durable batch, which took `seconds`.
+    pub fn record_commit(&self, writes: usize, bytes: usize, documents: i64, seconds: f64) {
+        self.commit_duration.observe(seconds);
         self.commit_batch_writes.observe(writes as f64);
         self.commit_batch_bytes.observe(bytes as f64);
         self.fsyncs.inc();
         self.changes_committed.inc_by(writes as u64);
         self.documents.set(documents);
+    }
+
+    /// Counts one transaction's outcome.
+    pub fn record_transaction(&self, outcome: &'static str) {
+        self.transactions.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Records one snapshot creation or restore of `bytes` that took `seconds`.
+    pub fn record_snapshot(&self, operation: &'static str, bytes: u64, seconds: f64) {
+        let labels = SnapshotLabels { operation };
+        self.snapshot_duration.get_or_create(&labels).observe(seconds);
+        self.snapshot_bytes.get_or_create(&labels).observe(bytes as f64);
     }
 
     pub fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {

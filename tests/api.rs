@@ -258,6 +258,41 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     assert_eq!(node.client.get("orders", "o1").await.expect("get").document, json!({"sku": "a"}));
 }
 
+/// The metric names the README lists between its `metrics:begin` and `metrics:end` marks.
+fn readme_metrics() -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let start = readme.find("<!-- metrics:begin -->").expect("README has the metrics:begin mark");
+    let end = readme.find("<!-- metrics:end -->").expect("README has the metrics:end mark");
+    readme[start..end]
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_readme_lists_every_metric_a_node_exposes_and_no_other() {
+    let node = InProcessNode::memory().await;
+    let metrics = node.client.metrics().await.expect("metrics");
+    // `# TYPE name kind`: a counter's samples carry `_total` after its name.
+    let exposed: std::collections::BTreeSet<String> = metrics
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.strip_prefix("# TYPE ")?.split(' ');
+            let (name, kind) = (words.next()?, words.next()?);
+            Some(if kind == "counter" { format!("{name}_total") } else { name.to_owned() })
+        })
+        .collect();
+    assert!(exposed.len() > 20, "too few metric families parsed:\n{metrics}");
+    let listed = readme_metrics();
+    let unlisted: Vec<_> = exposed.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&exposed).collect();
+    assert!(
+        unlisted.is_empty() && stale.is_empty(),
+        "README's metric table is out of date: exposed but not listed {unlisted:?}; listed but not exposed {stale:?}"
+    );
+}
+
 #[tokio::test]
 async fn status_health_readiness_and_metrics_answer() {
     let node = InProcessNode::memory().await;

@@ -295,6 +295,71 @@ async fn a_compare_and_swap_race_has_exactly_one_winner() {
     .expect("the test finished within its budget");
 }
 
+/// The value of the unlabelled sample `name` in Prometheus text.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_strong_writes_share_log_entries_each_with_its_own_answer() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let servers = cluster(None, false).await;
+        let lead = leader(&servers);
+        let (held, _) =
+            servers[lead].client.put_strong(NS, "held", &json!({"v": "kept"}), &Condition::None).await.expect("put");
+        // Forty-eight writes at once, through the leader and both followers: new documents,
+        // and every fourth a compare-and-swap on `held` that must fail (stale version).
+        let mut tasks = Vec::new();
+        for i in 0..48 {
+            let client = servers[i % servers.len()].client.clone();
+            let stale = Condition::IfMatch(held.version.clone());
+            tasks.push(tokio::spawn(async move {
+                if i % 4 == 3 {
+                    client.put_strong(NS, "held", &json!({"v": format!("swap-{i}")}), &stale).await
+                } else {
+                    client
+                        .put_strong(NS, &format!("doc-{i}"), &json!({"v": format!("value-{i}")}), &Condition::None)
+                        .await
+                }
+            }));
+        }
+        let mut swaps = 0;
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.expect("writer") {
+                Ok(_) if i % 4 != 3 => {}
+                Ok(_) => swaps += 1,
+                Err(e) if i % 4 == 3 => assert_eq!(e.status(), Some(412), "a losing swap fails its precondition: {e}"),
+                Err(e) => panic!("write {i} failed: {e}"),
+            }
+        }
+        // The first swap wins (it expected the right version); the others then fail theirs.
+        assert_eq!(swaps, 1, "exactly one compare-and-swap on `held` succeeds");
+        for i in (0..48).filter(|i| i % 4 != 3) {
+            let (doc, _) = servers[(i + 1) % 3]
+                .client
+                .get_with(NS, &format!("doc-{i}"), &ReadOptions::level("strong"))
+                .await
+                .expect("read");
+            assert_eq!(value_of(&doc.document), Some(format!("value-{i}")));
+        }
+        // The leader proposed them in fewer entries than commands, and says so in its metrics.
+        let lead = leader(&servers);
+        let metrics = servers[lead].client.metrics().await.expect("metrics");
+        assert_eq!(sample(&metrics, "statemesh_raft_is_leader"), 1.0);
+        assert_eq!(sample(&metrics, "statemesh_raft_has_leader"), 1.0);
+        let commands = sample(&metrics, "statemesh_raft_proposal_batch_commands_sum");
+        let entries = sample(&metrics, "statemesh_raft_proposal_batch_commands_count");
+        assert!(commands >= 37.0, "{commands} commands proposed; at least the 36 writes and a swap");
+        assert!(entries < commands, "{commands} commands went into {entries} entries: no batching");
+        shutdown(servers).await;
+    })
+    .await
+    .expect("the test finished within its budget");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_continue_after_the_leader_dies() {
     tokio::time::timeout(Duration::from_secs(120), async {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use statemesh::raft::{KvApplier, KvOp, NodeInfo, Role, StartOptions, StrongError, StrongPath};
+use statemesh::raft::{KvApplier, KvOp, NodeInfo, RaftInstruments, Role, StartOptions, StrongError, StrongPath};
 use statemesh::storage::MemoryStorage;
 use statemesh::testkit::{eventually, memory_cluster, quick_raft_settings, Member};
 
@@ -31,6 +31,7 @@ async fn start_voters(members: &[Member]) -> Vec<Voter> {
             storage,
             applier: kv.clone(),
             transport: net.raft_transport(),
+            instruments: RaftInstruments::default(),
         })
         .await
         .expect("strong path starts");

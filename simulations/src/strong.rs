@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use statemesh::raft::{
-    seed_election_timeouts, KvApplier, KvOp, KvOutcome, LoopbackNet, NodeInfo, StartOptions, StrongError, StrongPath,
+    seed_election_timeouts, KvApplier, KvOp, KvOutcome, LoopbackNet, NodeInfo, RaftInstruments, StartOptions,
+    StrongError, StrongPath,
 };
 use statemesh::storage::MemoryStorage;
 use tokio::time::Instant;
@@ -75,6 +76,7 @@ pub fn run(seed: u64, settings: StrongSettings) -> Result<StrongRun, String> {
                 storage,
                 applier: kv.clone(),
                 transport: net.transport(&info(i)),
+                instruments: RaftInstruments::default(),
             })
             .await
             .map_err(|e| format!("voter {i} does not start: {e}"))?;

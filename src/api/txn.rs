@@ -133,8 +133,31 @@ impl StepRequest {
     }
 }
 
+/// Counts a transaction's outcome in the node's metrics: committed, conflict (it read or
+/// compared state that changed before it committed) or failed (refused or not committed).
+fn counted(state: &AppState, answer: Result<Response, ApiError>) -> Result<Response, ApiError> {
+    let outcome = match &answer {
+        Ok(_) => "committed",
+        Err(e) if e.code == "conflict" => "conflict",
+        Err(_) => "failed",
+    };
+    state.node.metrics().record_transaction(outcome);
+    answer
+}
+
 async fn once(
     State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let answer = run_once_request(&state, caller, params, headers, body).await;
+    counted(&state, answer)
+}
+
+async fn run_once_request(
+    state: &AppState,
     caller: Caller,
     params: Result<Query<ConsistencyParams>, QueryRejection>,
     headers: HeaderMap,
@@ -157,10 +180,10 @@ async fn once(
     let keys = txn_keys(&compares, &success, &failure);
     let mut strong = false;
     for key in &keys {
-        strong |= consistency::write_is_strong(&state, key, &params)?;
+        strong |= consistency::write_is_strong(state, key, &params)?;
     }
     if strong {
-        let done = consistency::strong(&state)?.txn(StrongTxn { compares, success, failure }).await?;
+        let done = consistency::strong(state)?.txn(StrongTxn { compares, success, failure }).await?;
         let mut response = Json(done.body).into_response();
         consistency::strong_headers(response.headers_mut(), done.index);
         return Ok(response);
@@ -240,6 +263,15 @@ async fn commit(
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let answer = commit_interactive(&state, caller, path).await;
+    counted(&state, answer)
+}
+
+async fn commit_interactive(
+    state: &AppState,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     let Path(txn) = path.map_err(|r| ApiError::bad_request("bad_path", r.body_text()))?;
     // Through Raft when the transaction touched a strong namespace.
     let set = state.node.txn_take(&txn)?;
@@ -248,7 +280,7 @@ async fn commit(
         strong |= state.node.is_strong_namespace(&key.namespace)?;
     }
     if strong {
-        let done = consistency::strong(&state)?.commit(set).await?;
+        let done = consistency::strong(state)?.commit(set).await?;
         let mut response = Json(done.body).into_response();
         if let Some(index) = done.index {
             response.headers_mut().insert(consistency::RAFT_INDEX, HeaderValue::from(index));

@@ -50,7 +50,14 @@ pub fn build_swarm(
         .with_dns_config(dns_config, dns_options)
         .with_behaviour(|key| Behaviour::new(key, settings).map_err(BoxedError::from))
         .map_err(|e| format!("protocols: {e}"))?
-        .with_swarm_config(|config| config.with_idle_connection_timeout(idle_timeout))
+        // Substreams are opened with multistream-select's lazy variant: the opener proposes
+        // its protocol and sends the request right behind the proposal instead of waiting a
+        // round trip for the answer (every Raft message and forwarded write opens a
+        // substream). A peer that does not speak the protocol refuses it and the request
+        // fails as it would have, one round trip later.
+        .with_swarm_config(|config| {
+            config.with_idle_connection_timeout(idle_timeout).with_substream_upgrade_protocol_override(Version::V1Lazy)
+        })
         .build();
     Ok(swarm)
 }

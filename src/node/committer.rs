@@ -283,9 +283,10 @@ fn run(sequencer: &Sequencer, mut parts: CommitterParts) {
             batch.put(Family::Meta, FEED_POS_KEY.to_vec(), last_pos.to_be_bytes().to_vec());
         }
         let bytes = batch.payload_bytes();
+        let started = std::time::Instant::now();
         match parts.storage.write(batch) {
             Ok(()) => {
-                parts.metrics.record_commit(count, bytes, parts.doc_count);
+                parts.metrics.record_commit(count, bytes, parts.doc_count, started.elapsed().as_secs_f64());
                 if last_pos.is_some() || last_ticket.is_some() {
                     sequencer.durable.send_modify(|d| {
                         d.seq = last_seq.unwrap_or(d.seq);

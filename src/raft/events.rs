@@ -12,7 +12,7 @@ use std::time::Duration;
 use openraft::ServerState;
 
 use super::types::{RaftMetrics, RaftNodeId};
-use super::{role_of, Raft};
+use super::{role_of, Raft, RaftInstruments};
 
 /// What the last log line said, to tell a transition from a repeat.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,18 +28,35 @@ struct Seen {
 
 /// Starts the task that logs `raft`'s transitions. A leader counts as having lost its quorum
 /// once no quorum acknowledged it for `quorum_ack_max` (when strong requests start failing).
-pub(crate) fn spawn(raft: &Raft, quorum_ack_max: Duration) {
+pub(crate) fn spawn(raft: &Raft, quorum_ack_max: Duration, instruments: RaftInstruments) {
     let mut metrics = raft.metrics();
     let quorum_ack_max = u64::try_from(quorum_ack_max.as_millis()).unwrap_or(u64::MAX);
     tokio::spawn(async move {
         let mut seen = Seen::default();
         loop {
-            log_changes(&mut seen, &metrics.borrow_and_update(), quorum_ack_max);
+            {
+                let metrics = metrics.borrow_and_update();
+                if seen.role.is_some() && seen.leader != metrics.current_leader {
+                    instruments.leader_changes.inc();
+                }
+                publish(&instruments, &metrics);
+                log_changes(&mut seen, &metrics, quorum_ack_max);
+            }
             if metrics.changed().await.is_err() {
                 return;
             }
         }
     });
+}
+
+/// Sets the gauges from openraft's metrics.
+fn publish(instruments: &RaftInstruments, metrics: &RaftMetrics) {
+    let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    instruments.has_leader.set(i64::from(metrics.current_leader.is_some()));
+    instruments.is_leader.set(i64::from(metrics.state == ServerState::Leader));
+    instruments.term.set(as_gauge(metrics.current_term));
+    instruments.last_log_index.set(as_gauge(metrics.last_log_index.unwrap_or(0)));
+    instruments.applied_index.set(as_gauge(metrics.last_applied.map_or(0, |log_id| log_id.index)));
 }
 
 fn log_changes(seen: &mut Seen, metrics: &RaftMetrics, quorum_ack_max: u64) {

@@ -4,8 +4,9 @@
 //! It exists so the strong path can be tested end to end (linearizability, CAS races,
 //! restarts, snapshots) before the node's document applier is wired in, and so the simulator
 //! can drive the real openraft code with a state machine whose correct behaviour is obvious.
-//! The version of a key is the log index of the command that last wrote it: unique,
-//! increasing, and the same on every replica. Its records live in `raft_meta` under `kv/`.
+//! The version of a key is the log position of the command that last wrote it (see
+//! [`kv_version`]): unique, increasing, and the same on every replica. Its records live in
+//! `raft_meta` under `kv/`.
 
 use std::sync::Arc;
 
@@ -21,13 +22,23 @@ use crate::storage::{BatchOp, Family, Storage, StorageError, WriteBatch};
 /// The command kind of every [`KvOp`].
 pub const KV_COMMAND_KIND: u16 = 0x4b56;
 
+/// Bits of a version that hold the command's slot in its log entry.
+const SLOT_BITS: u32 = 16;
+const _: () = assert!(super::proposer::BATCH_COMMANDS_MAX <= 1 << SLOT_BITS);
+
+/// The version a command writes: its entry's log index, then its slot among the entry's
+/// commands, in one number.
+pub fn kv_version(index: u64, slot: u32) -> u64 {
+    (index << SLOT_BITS) | u64::from(slot)
+}
+
 const KV_PREFIX: &[u8] = b"kv/";
 
 /// What a key holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Register {
     pub value: Vec<u8>,
-    /// The log index of the command that wrote `value`.
+    /// The position of the command that wrote `value` ([`kv_version`]).
     pub version: u64,
 }
 
@@ -137,7 +148,7 @@ impl Pending<'_> {
             Ok(op) => op,
             Err(e) => return Ok(KvOutcome::Rejected { reason: e.to_string() }),
         };
-        let version = entry.position.index;
+        let version = kv_version(entry.position.index, entry.slot);
         Ok(match op {
             KvOp::Put { key, value } => {
                 self.written.insert(key, Some(Register { value, version }));

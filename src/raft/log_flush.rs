@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use openraft::storage::LogFlushed;
 use parking_lot::Mutex;
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::types::TypeConfig;
 use crate::storage::Storage;
@@ -31,13 +32,15 @@ type Callback = LogFlushed<TypeConfig>;
 /// Calls append callbacks once their entries are durable.
 pub(crate) struct LogFlusher {
     storage: Arc<dyn Storage>,
+    /// Each sync's duration.
+    log_sync: Histogram,
     /// Started at the first append that needs a sync.
     queue: Mutex<Option<SyncSender<Callback>>>,
 }
 
 impl LogFlusher {
-    pub(crate) fn new(storage: Arc<dyn Storage>) -> Self {
-        Self { storage, queue: Mutex::new(None) }
+    pub(crate) fn new(storage: Arc<dyn Storage>, log_sync: Histogram) -> Self {
+        Self { storage, log_sync, queue: Mutex::new(None) }
     }
 
     /// Calls `callback` once the append just written (unsynced) is on disk.
@@ -76,18 +79,24 @@ impl LogFlusher {
     fn start(&self) -> io::Result<SyncSender<Callback>> {
         let (sender, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
         let storage = self.storage.clone();
-        std::thread::Builder::new().name("statemesh-raft-log".to_owned()).spawn(move || run(&*storage, &receiver))?;
+        let log_sync = self.log_sync.clone();
+        std::thread::Builder::new()
+            .name("statemesh-raft-log".to_owned())
+            .spawn(move || run(&*storage, &log_sync, &receiver))?;
         Ok(sender)
     }
 }
 
 /// Until the store is dropped: wait for a callback, sync once for it and every callback
 /// queued behind it, then call them all.
-fn run(storage: &dyn Storage, receiver: &Receiver<Callback>) {
+fn run(storage: &dyn Storage, log_sync: &Histogram, receiver: &Receiver<Callback>) {
     while let Ok(first) = receiver.recv() {
         let mut waiting = vec![first];
         waiting.extend(receiver.try_iter());
-        match storage.sync() {
+        let started = std::time::Instant::now();
+        let synced = storage.sync();
+        log_sync.observe(started.elapsed().as_secs_f64());
+        match synced {
             Ok(()) => waiting.into_iter().for_each(|callback| callback.log_io_completed(Ok(()))),
             Err(e) => {
                 tracing::error!(error = %e, "syncing the raft log failed");

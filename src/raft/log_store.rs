@@ -23,6 +23,8 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 use parking_lot::Mutex;
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use super::log_flush::LogFlusher;
 use super::types::{Entry, LogId, OpenraftStorageError, TypeConfig, Vote};
 use crate::storage::codec;
@@ -72,12 +74,13 @@ pub(crate) struct LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn open(storage: Arc<dyn Storage>) -> Result<Self, StorageError> {
+    /// Opens the log in `storage`; each sync of it is timed into `log_sync`.
+    pub(crate) fn open(storage: Arc<dyn Storage>, log_sync: Histogram) -> Result<Self, StorageError> {
         let bounds = Bounds {
             last_purged: read_meta(storage.as_ref(), LAST_PURGED_KEY, "raft last purged log id")?,
             last_log: read_meta(storage.as_ref(), LAST_LOG_KEY, "raft last log id")?,
         };
-        Ok(Self { flusher: LogFlusher::new(storage.clone()), storage, bounds: Arc::new(Mutex::new(bounds)) })
+        Ok(Self { flusher: LogFlusher::new(storage.clone(), log_sync), storage, bounds: Arc::new(Mutex::new(bounds)) })
     }
 }
 

@@ -23,11 +23,13 @@
 mod config;
 mod events;
 mod forward;
+mod instruments;
 mod kv_applier;
 mod log_flush;
 mod log_store;
 mod loopback;
 mod network;
+mod proposer;
 mod runtime;
 mod state_machine;
 mod types;
@@ -46,9 +48,11 @@ use tokio::time::Instant;
 
 pub use config::{RaftConfigError, RaftSettings};
 pub use forward::{ForwardHandler, Route};
-pub use kv_applier::{KvApplier, KvOp, KvOutcome, Register, KV_COMMAND_KIND};
+pub use instruments::RaftInstruments;
+pub use kv_applier::{kv_version, KvApplier, KvOp, KvOutcome, Register, KV_COMMAND_KIND};
 pub use loopback::{LoopbackNet, LoopbackTransport};
 pub use network::{decode_reply, decode_request, sample_encodings, RaftTransport, TransportError};
+pub use proposer::{Committed, BATCH_KIND};
 pub use runtime::seed_election_timeouts;
 pub use state_machine::{Applier, ApplyEntry, ApplyError};
 pub use types::{raft_node_id, Command, CommandResult, LogPosition, NodeInfo, RaftNodeId};
@@ -56,6 +60,7 @@ pub use types::{raft_node_id, Command, CommandResult, LogPosition, NodeInfo, Raf
 use crate::storage::{Storage, StorageError};
 use log_store::LogStore;
 use network::{Envelope, NetworkFactory, RaftReply, RaftRpc, ReadIndexRefusal};
+use proposer::Proposer;
 use state_machine::StateMachine;
 use types::{LogId, Raft, RaftMetrics};
 
@@ -87,13 +92,6 @@ pub enum StrongError {
     Stopped(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-/// A committed command: where it sits in the log and what applying it produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub position: LogPosition,
-    pub result: CommandResult,
 }
 
 /// The reply to a Raft request, and whether the request was refused as one its sender had
@@ -183,6 +181,8 @@ pub struct StartOptions {
     /// Applies committed commands; must write into the same `storage`.
     pub applier: Arc<dyn Applier>,
     pub transport: Arc<dyn RaftTransport>,
+    /// Where the path's metrics go (`RaftInstruments::default()` when nobody reads them).
+    pub instruments: RaftInstruments,
 }
 
 struct Inner {
@@ -194,6 +194,9 @@ struct Inner {
     max_rpc_bytes: usize,
     /// Answers requests other members forward to this node while it leads.
     forward_handler: std::sync::OnceLock<Arc<dyn ForwardHandler>>,
+    /// Batches the commands proposed on this node into log entries.
+    proposer: Proposer,
+    instruments: RaftInstruments,
 }
 
 /// The running strong path of one node. Cheap to clone; clones share the node.
@@ -219,6 +222,20 @@ fn stopped(e: impl std::fmt::Display) -> StrongError {
     StrongError::Stopped(e.to_string())
 }
 
+/// Our error for openraft's refusal of a write (a proposal or a membership change).
+fn write_error(raft: &Raft, e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, NodeInfo>>) -> StrongError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            let leader = forward
+                .leader_node
+                .or_else(|| forward.leader_id.and_then(|id| StrongPath::member_info(&raft.metrics().borrow(), id)));
+            StrongError::NotLeader { leader }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => StrongError::Membership(e.to_string()),
+        RaftError::Fatal(fatal) => stopped(fatal),
+    }
+}
+
 fn role_of(state: ServerState) -> Role {
     match state {
         ServerState::Leader => Role::Leader,
@@ -233,7 +250,7 @@ impl StrongPath {
     /// Opens the Raft state in `options.storage` and starts the node. A node that was never
     /// part of a cluster waits, as a learner, to be initialised or added.
     pub async fn start(options: StartOptions) -> Result<Self, StrongError> {
-        let StartOptions { me, settings, storage, applier, transport } = options;
+        let StartOptions { me, settings, storage, applier, transport, instruments } = options;
         let config = settings.to_openraft().map_err(|e| StrongError::Invalid(e.to_string()))?;
         let id = me.raft_id();
         let max_rpc_bytes = usize::try_from(settings.max_rpc_bytes).unwrap_or(usize::MAX);
@@ -244,13 +261,27 @@ impl StrongPath {
             backoff_min: settings.heartbeat_interval,
             backoff_max: settings.election_timeout_max,
         };
-        let log_store = LogStore::open(storage.clone())?;
+        let log_store = LogStore::open(storage.clone(), instruments.log_sync.clone())?;
         let state_machine = StateMachine::open(storage, applier)?;
         let raft = Raft::new(id, Arc::new(config), network, log_store, state_machine).await.map_err(stopped)?;
-        events::spawn(&raft, settings.quorum_ack_max);
+        events::spawn(&raft, settings.quorum_ack_max, instruments.clone());
         tracing::info!(raft_id = id, peer = %me.peer_id, "strong path started");
         let forward_handler = std::sync::OnceLock::new();
-        Ok(Self { inner: Arc::new(Inner { id, me, raft, settings, transport, max_rpc_bytes, forward_handler }) })
+        let proposer =
+            Proposer::start(raft.clone(), settings.request_timeout, max_rpc_bytes, instruments.batch_commands.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                id,
+                me,
+                raft,
+                settings,
+                transport,
+                max_rpc_bytes,
+                forward_handler,
+                proposer,
+                instruments,
+            }),
+        })
     }
 
     /// This node's Raft id.
@@ -316,22 +347,20 @@ impl StrongPath {
         }
     }
 
-    fn write_error(&self, e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, NodeInfo>>) -> StrongError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-                let leader = forward
-                    .leader_node
-                    .or_else(|| forward.leader_id.and_then(|id| Self::member_info(&self.metrics(), id)));
-                StrongError::NotLeader { leader }
-            }
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => StrongError::Membership(e.to_string()),
-            RaftError::Fatal(fatal) => stopped(fatal),
-        }
-    }
-
     /// Commits `command` through Raft and returns what applying it produced. Only the leader
     /// accepts proposals; others answer [`StrongError::NotLeader`] so the caller can forward.
+    /// Commands proposed while others are in flight share a log entry (`proposer.rs`), each
+    /// with its own result.
     pub async fn propose(&self, command: Command) -> Result<Committed, StrongError> {
+        let answer = self.propose_unrecorded(command).await;
+        self.inner.instruments.record_proposal(&answer);
+        answer
+    }
+
+    async fn propose_unrecorded(&self, command: Command) -> Result<Committed, StrongError> {
+        if command.kind == BATCH_KIND {
+            return Err(StrongError::Invalid(format!("command kind {BATCH_KIND} is reserved for batches")));
+        }
         if command.payload.len().saturating_add(ENTRY_OVERHEAD_BYTES) > self.inner.max_rpc_bytes {
             return Err(StrongError::Invalid(format!(
                 "a command of {} bytes does not fit in a {}-byte Raft message",
@@ -344,15 +373,7 @@ impl StrongPath {
             LeaderView::Me => {}
             LeaderView::Other(leader) => return Err(StrongError::NotLeader { leader }),
         }
-        match tokio::time::timeout_at(deadline, self.inner.raft.client_write(command)).await {
-            Ok(Ok(response)) => {
-                Ok(Committed { position: LogPosition::from_log_id(&response.log_id), result: response.data })
-            }
-            Ok(Err(e)) => Err(self.write_error(e)),
-            Err(_) => Err(StrongError::Indeterminate {
-                reason: format!("not committed within {:?}", self.inner.settings.request_timeout),
-            }),
-        }
+        self.inner.proposer.propose(command, deadline).await
     }
 
     /// Makes a linearizable read possible on this node: confirms with a quorum (through the
@@ -497,7 +518,7 @@ impl StrongPath {
     ) -> Result<LogPosition, StrongError> {
         match tokio::time::timeout_at(self.deadline(), self.inner.raft.change_membership(changes, retain)).await {
             Ok(Ok(response)) => Ok(LogPosition::from_log_id(&response.log_id)),
-            Ok(Err(e)) => Err(self.write_error(e)),
+            Ok(Err(e)) => Err(write_error(&self.inner.raft, e)),
             Err(_) => Err(StrongError::Indeterminate { reason: "membership change not committed in time".to_owned() }),
         }
     }
@@ -509,7 +530,7 @@ impl StrongPath {
         let add = self.inner.raft.add_learner(id, node, false);
         match tokio::time::timeout_at(self.deadline(), add).await {
             Ok(Ok(response)) => Ok(LogPosition::from_log_id(&response.log_id)),
-            Ok(Err(e)) => Err(self.write_error(e)),
+            Ok(Err(e)) => Err(write_error(&self.inner.raft, e)),
             Err(_) => Err(StrongError::Indeterminate { reason: "learner not added in time".to_owned() }),
         }
     }

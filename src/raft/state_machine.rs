@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::log_store::read_meta;
+use super::proposer::unbatch;
 use super::types::{
     Command, CommandResult, Entry, LogId, LogPosition, OpenraftStorageError, Snapshot, SnapshotMeta, StoredMembership,
     TypeConfig,
@@ -38,9 +39,12 @@ pub(crate) const SNAPSHOT_KEY: &[u8] = b"sm/snapshot";
 /// One committed command, as the applier receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyEntry {
-    /// Where the command sits in the log. The index is unique and increasing, so it serves
-    /// as a version number for whatever the command writes.
+    /// The log entry that carries the command.
     pub position: LogPosition,
+    /// The command's place among the commands of its entry (0 for an entry of one command;
+    /// see `proposer.rs`). The pair of index and slot is unique and increasing, so it serves
+    /// as a version number for whatever the command writes.
+    pub slot: u32,
     pub command: Command,
 }
 
@@ -73,6 +77,16 @@ pub trait Applier: Send + Sync + 'static {
     /// Replaces the whole state with `bytes` (from [`Applier::export_snapshot`] on another
     /// replica), writing `meta_ops` in the same atomic, durable batch.
     fn install_snapshot(&self, bytes: &[u8], meta_ops: Vec<BatchOp>) -> Result<(), ApplyError>;
+}
+
+/// How an entry's result is made from what the applier answered.
+enum ResultShape {
+    /// Blank and membership entries: nothing was applied.
+    Empty,
+    /// A plain command: its result.
+    One,
+    /// A batch of this many commands: their results, encoded in order.
+    Batch(usize),
 }
 
 /// The snapshot as kept in `raft_meta`.
@@ -146,20 +160,33 @@ impl StateMachine {
         };
         let mut applied = self.shared.applied.lock();
         let mut membership = applied.membership.clone();
-        // Which results the applier produces (normal entries) and which are empty.
-        let mut from_applier = Vec::with_capacity(entries.len());
+        // How each entry's result is made from the applier's.
+        let mut shapes = Vec::with_capacity(entries.len());
         let mut commands = Vec::new();
         for entry in entries {
             match entry.payload {
                 EntryPayload::Normal(command) => {
-                    from_applier.push(true);
-                    commands.push(ApplyEntry { position: LogPosition::from_log_id(&entry.log_id), command });
+                    let position = LogPosition::from_log_id(&entry.log_id);
+                    match unbatch(&command) {
+                        Some(batch) => {
+                            shapes.push(ResultShape::Batch(batch.len()));
+                            commands.extend((0u32..).zip(batch).map(|(slot, command)| ApplyEntry {
+                                position,
+                                slot,
+                                command,
+                            }));
+                        }
+                        None => {
+                            shapes.push(ResultShape::One);
+                            commands.push(ApplyEntry { position, slot: 0, command });
+                        }
+                    }
                 }
                 EntryPayload::Membership(new) => {
-                    from_applier.push(false);
+                    shapes.push(ResultShape::Empty);
                     membership = StoredMembership::new(Some(entry.log_id), new);
                 }
-                EntryPayload::Blank => from_applier.push(false),
+                EntryPayload::Blank => shapes.push(ResultShape::Empty),
             }
         }
         let expected = commands.len();
@@ -177,9 +204,13 @@ impl StateMachine {
         applied.membership = membership;
         drop(applied);
         let mut results = results.into_iter();
-        Ok(from_applier
+        Ok(shapes
             .into_iter()
-            .map(|yes| if yes { results.next().unwrap_or_default() } else { CommandResult::default() })
+            .map(|shape| match shape {
+                ResultShape::Empty => CommandResult::default(),
+                ResultShape::One => results.next().unwrap_or_default(),
+                ResultShape::Batch(n) => CommandResult(codec::encode(&results.by_ref().take(n).collect::<Vec<_>>())),
+            })
             .collect())
     }
 

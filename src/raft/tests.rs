@@ -57,6 +57,7 @@ impl Cluster {
             storage,
             applier: kv.clone(),
             transport: self.net.transport(&me),
+            instruments: RaftInstruments::default(),
         })
         .await
         .expect("strong path starts");
@@ -143,7 +144,7 @@ async fn three_voters_elect_a_leader_and_commit() {
 
         // A write on the leader commits and reports the version it wrote.
         let (position, outcome) = cluster.kv(leader, put("k", "v1")).await.expect("committed");
-        assert_eq!(outcome, KvOutcome::Written { version: position.index });
+        assert_eq!(outcome, KvOutcome::Written { version: kv_version(position.index, 0) });
 
         // A follower refuses proposals and names the leader.
         let follower = (0..3).find(|i| *i != leader).expect("a follower");
@@ -175,7 +176,7 @@ async fn a_single_voter_is_its_own_quorum() {
         let cluster = Cluster::voters_in_memory(1, settings()).await;
         assert_eq!(cluster.leader().await, 0);
         let (position, outcome) = cluster.kv(0, put("solo", "1")).await.expect("committed");
-        assert_eq!(outcome, KvOutcome::Written { version: position.index });
+        assert_eq!(outcome, KvOutcome::Written { version: kv_version(position.index, 0) });
         let read = cluster.node(0).path.read_index().await.expect("read index").expect("non-empty log");
         assert!(read.index >= position.index);
         // Forming it again changes nothing.
@@ -464,6 +465,59 @@ async fn concurrent_compare_and_swap_on_one_key_has_exactly_one_winner() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_proposed_together_share_entries_and_keep_their_own_fates() {
+    bounded(async {
+        let cluster = Arc::new(Cluster::voters_in_memory(3, settings()).await);
+        let leader = cluster.leader().await;
+        cluster.kv(leader, put("taken", "x")).await.expect("committed");
+
+        // Sixty-four proposals at once: puts of distinct keys, and between them
+        // compare-and-swaps that must fail (the key exists, they expect it absent).
+        let mut tasks = Vec::new();
+        for n in 0..64 {
+            let cluster = cluster.clone();
+            let op = if n % 2 == 0 {
+                put(&format!("key-{n}"), &format!("value-{n}"))
+            } else {
+                KvOp::CompareAndSwap { key: b"taken".to_vec(), expected: None, value: Some(b"mine".to_vec()) }
+            };
+            tasks.push(tokio::spawn(async move {
+                let committed = cluster.node(leader).path.propose(op.to_command()).await.expect("committed");
+                let outcome = KvOutcome::from_result(&committed.result).expect("kv outcome decodes");
+                (n, committed.position.index, committed.slot, outcome)
+            }));
+        }
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("task"));
+        }
+        let entries: std::collections::BTreeSet<u64> = answers.iter().map(|(_, index, _, _)| *index).collect();
+        assert!(entries.len() < 32, "64 concurrent proposals went into {} log entries", entries.len());
+        let mut versions = std::collections::BTreeSet::new();
+        for (n, index, slot, outcome) in &answers {
+            match outcome {
+                KvOutcome::Written { version } if n % 2 == 0 => {
+                    assert_eq!(*version, kv_version(*index, *slot), "a put's version is its position");
+                    assert!(versions.insert(*version), "two puts got version {version}");
+                }
+                KvOutcome::Conflict { current: Some(_) } if n % 2 == 1 => {}
+                other => panic!("proposal {n} answered {other:?}"),
+            }
+        }
+        // Every put is there, on every replica, and the failed swaps changed nothing.
+        let last = entries.iter().max().copied().expect("entries");
+        cluster.applied_everywhere(&[0, 1, 2], last).await;
+        for i in 0..3 {
+            for n in (0..64).step_by(2) {
+                assert_eq!(value_at(cluster.node(i), &format!("key-{n}")), Some(format!("value-{n}").into_bytes()));
+            }
+            assert_eq!(value_at(cluster.node(i), "taken"), Some(b"x".to_vec()));
+        }
+    })
+    .await;
+}
+
 /// One operation of a client history on a single register.
 #[derive(Debug, Clone)]
 struct Op {
@@ -621,7 +675,7 @@ impl openraft::testing::StoreBuilder<types::TypeConfig, log_store::LogStore, sta
     ) -> Result<((), log_store::LogStore, state_machine::StateMachine), types::OpenraftStorageError> {
         let storage = (self.make)();
         let io = |e: StorageError| types::OpenraftStorageError::from(openraft::StorageIOError::read(&e));
-        let log = log_store::LogStore::open(storage.clone()).map_err(io)?;
+        let log = log_store::LogStore::open(storage.clone(), RaftInstruments::default().log_sync).map_err(io)?;
         let machine =
             state_machine::StateMachine::open(storage.clone(), Arc::new(KvApplier::new(storage))).map_err(io)?;
         Ok(((), log, machine))

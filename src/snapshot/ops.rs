@@ -42,6 +42,7 @@ pub async fn create(node: &Node, settings: &SnapshotSettings) -> Result<CreatedS
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "cannot prune old snapshots"),
         }
+        node.metrics().record_snapshot("create", info.bytes, started.elapsed().as_secs_f64());
         Ok(CreatedSnapshot { info, elapsed_ms: elapsed_ms(started) })
     })
     .await
@@ -87,6 +88,8 @@ pub async fn restore(node: &Node, store: &SnapshotStore, id: &str) -> Result<Res
     };
     let mut report = node.restore_snapshot(&body, &mut progress::ignore).await?;
     report.elapsed_ms = elapsed_ms(started);
+    let bytes = store.path_of(id).ok().and_then(|path| std::fs::metadata(path).ok()).map_or(0, |m| m.len());
+    node.metrics().record_snapshot("restore", bytes, started.elapsed().as_secs_f64());
     Ok(report)
 }
 

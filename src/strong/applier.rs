@@ -146,6 +146,11 @@ impl DocApplier {
             if writes[..i].iter().any(|w| w.doc == write.doc) || reads.iter().any(|r| r.doc == write.doc) {
                 return Ok(Err(Outcome::Invalid(format!("document {} is named twice", write.doc))));
             }
+            if batch.docs.get(&write.doc).is_some_and(|state| state.index == index) {
+                // An earlier command of the same entry wrote it in this batch, so this is no
+                // replay; the leader serialises writes to a document, so plan it again.
+                return Ok(Err(Outcome::Stale { doc: write.doc.clone() }));
+            }
             let state = self.doc_state(machine, &write.doc, batch)?;
             if state.index >= index {
                 // Replayed after a crash: this entry's writes are already stored.

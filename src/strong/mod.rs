@@ -119,6 +119,7 @@ impl StrongDocs {
             storage: node.storage().clone(),
             applier: applier.clone(),
             transport,
+            instruments: node.metrics().raft.clone(),
         })
         .await?;
         let stripes = (0..WRITE_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();

@@ -88,6 +88,11 @@ impl FeedSettings {
             live: LiveRelay::new(config.notifications.buffer_size),
         }
     }
+
+    /// Feed subscriptions open now (event streams and waiting long polls).
+    pub fn open_subscriptions(&self) -> usize {
+        MAX_SUBSCRIBERS.saturating_sub(self.subscribers.available_permits())
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,6 +35,8 @@ STRONG_NS = "chaos-strong"
 # Strong writes that only probe whether a new leader commits (an eventual namespace).
 FAILOVER_NS = "chaos-failover"
 PROJECT = "statemesh"
+# The services of docker-compose.yml.
+NODES = ("node1", "node2", "node3", "node4", "node5")
 
 # What the nemesis says about a node. Only `up` promises that the node answers from the
 # host; `partitioned` promises that it answers from inside its container (docker exec).
@@ -243,6 +245,64 @@ def address(container):
         return out.stdout.strip() if out.returncode == 0 else "?"
     except Exception:  # noqa: BLE001
         return "?"
+
+
+def docker_op(*args, timeout=60.0):
+    """A docker command run for its effect: None if it succeeded, else what went wrong (text)."""
+    try:
+        out = docker(*args, timeout=timeout)
+    except Exception as e:  # noqa: BLE001
+        return f"docker {' '.join(args)}: {e}"
+    if out.returncode != 0:
+        return f"docker {' '.join(args)}: {out.stderr.strip() or out.stdout.strip()}"
+    return None
+
+
+# The nemesis's faults, shared with scripts/cluster (partition, heal, kill, restart through the
+# `fault` helper). Each returns None, or what went wrong. A node taken off the compose network
+# has no network at all: it is cut off from every other node, and its published API port goes
+# with the network. Docker keeps that across a kill and a start, and allows both operations on
+# a stopped container. A `docker kill` is a manual stop: whatever the restart policy of
+# docker-compose.yml, docker does not start the container again; only start_container does.
+
+def cut_off(network, container):
+    return docker_op("network", "disconnect", network, container)
+
+
+def reconnect(network, container, alias):
+    # --alias: the service name, under which the other nodes (re)dial this one.
+    return docker_op("network", "connect", "--alias", alias, network, container)
+
+
+def kill_container(container):
+    return docker_op("kill", container)
+
+
+def start_container(container):
+    return docker_op("start", container)
+
+
+def compose_containers(who):
+    """{service: container name} of the compose project's containers, running or not."""
+    out = docker("ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                 "--format", '{{.Names}}\t{{.Label "com.docker.compose.service"}}')
+    if out.returncode != 0:
+        raise SystemExit(f"{who}: docker ps failed: {out.stderr.strip()}")
+    found = {}
+    for line in out.stdout.splitlines():
+        name, _, service = line.partition("\t")
+        found[service] = name
+    return found
+
+
+def compose_network(who):
+    """The name of the project's network `mesh` (statemesh_mesh)."""
+    out = docker("network", "ls", "--filter", f"label=com.docker.compose.project={PROJECT}",
+                 "--filter", "label=com.docker.compose.network=mesh", "--format", "{{.Name}}")
+    names = out.stdout.split()
+    if len(names) != 1:
+        raise SystemExit(f"{who}: expected one compose network 'mesh', found {names}")
+    return names[0]
 
 
 def in_container(container, *args, timeout=15.0):

@@ -576,6 +576,8 @@ async fn measure(
 }
 
 async fn run(settings: &Settings) -> anyhow::Result<Results> {
+    // reqwest is built without a TLS provider of its own; the node's is installed first.
+    statemesh::tls::install_crypto_provider();
     let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).tcp_nodelay(true).build()?;
     let mut results = Results::new();
     println!(

@@ -25,12 +25,9 @@ local POOL_BYTES = 1024
 local FILL = 333 -- random characters after the 8-character id and counter
 local LAST = "AQgw" -- base64 digits whose low four bits are zero
 
--- Thread numbers, handed out in the main script state (setup runs there, once per thread).
-local next_thread = 0
-function setup(thread)
-  thread:set("thread_id", next_thread)
-  next_thread = next_thread + 1
-end
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+local common = require("common")
+setup = common.setup
 
 local function digit(n)
   return B64:sub(n + 1, n + 1)
@@ -61,35 +58,13 @@ local function digits(n, width)
   return out
 end
 
-local function setting(args, name, env, default)
-  for _, arg in ipairs(args or {}) do
-    local k, v = arg:match("^([%w_]+)=(.*)$")
-    if k == name then
-      return v
-    end
-  end
-  local v = os.getenv(env)
-  if v ~= nil and v ~= "" then
-    return v
-  end
-  return default
-end
-
 local keys, pool, headers, thread_digits
 local counter = 0
 
 function init(args)
   local tid = thread_id or 0
-  keys = tonumber(setting(args, "keys", "BENCH_KEYS", "10000"))
-  if keys == nil or keys < 1 or keys > 10000000 then
-    error("keys must be 1..10000000 (keys are `k` and 7 digits)")
-  end
-  local seed = tonumber(setting(args, "seed", "BENCH_SEED", "")) or os.time()
-  -- Each thread its own sequence (thread states share nothing).
-  math.randomseed(seed + 7919 * (tid + 1))
-  for _ = 1, 10 do
-    math.random() -- LuaJIT's first draws after seeding are poorly mixed
-  end
+  keys = common.keys(args)
+  common.seed(args, tid)
   local chars = {}
   for i = 1, POOL_BYTES do
     chars[i] = digit(math.random(0, 63))

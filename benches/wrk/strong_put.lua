@@ -24,38 +24,18 @@ local PREFIX_BYTES = 16 -- "%04x%012x": thread id, counter
 local POOL_BYTES = 1024
 local ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
--- Thread numbers, handed out in the main script state (setup runs there, once per thread).
-local next_thread = 0
-function setup(thread)
-  thread:set("thread_id", next_thread)
-  next_thread = next_thread + 1
-end
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+local common = require("common")
+setup = common.setup
 
 local keys, query, pool, headers
 local counter = 0
 local tid = 0
 
-local function setting(args, name, env, default)
-  for _, arg in ipairs(args or {}) do
-    local k, v = arg:match("^([%w_]+)=(.*)$")
-    if k == name then
-      return v
-    end
-  end
-  local v = os.getenv(env)
-  if v ~= nil and v ~= "" then
-    return v
-  end
-  return default
-end
-
 function init(args)
   tid = thread_id or 0
-  keys = tonumber(setting(args, "keys", "BENCH_KEYS", "10000"))
-  if keys == nil or keys < 1 or keys > 10000000 then
-    error("keys must be 1..10000000 (keys are `k` and 7 digits)")
-  end
-  local consistency = setting(args, "consistency", "BENCH_CONSISTENCY", "strong")
+  keys = common.keys(args)
+  local consistency = common.setting(args, "consistency", "BENCH_CONSISTENCY", "strong")
   if consistency == "strong" then
     query = "?consistency=strong"
   elseif consistency == "eventual" or consistency == "none" or consistency == "" then
@@ -63,12 +43,7 @@ function init(args)
   else
     error("consistency must be strong, eventual or none, not `" .. consistency .. "`")
   end
-  local seed = tonumber(setting(args, "seed", "BENCH_SEED", "")) or os.time()
-  -- Each thread its own sequence (thread states share nothing).
-  math.randomseed(seed + 7919 * (tid + 1))
-  for _ = 1, 10 do
-    math.random() -- LuaJIT's first draws after seeding are poorly mixed
-  end
+  common.seed(args, tid)
   local chars = {}
   for i = 1, POOL_BYTES do
     local c = math.random(1, #ALPHABET)

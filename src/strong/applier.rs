@@ -11,7 +11,10 @@
 //! openraft's "applied up to" pointer goes last, so after a crash an entry is either entirely
 //! stored or entirely absent. Entries whose writes made it but whose pointer did not are
 //! replayed; a document whose recorded log index is already at or past the entry recognises
-//! the replay and leaves it alone.
+//! the replay and leaves it alone. Commands that share an entry (proposal batching, see
+//! `raft/proposer.rs`) write different documents: the leader serialises the writes of a
+//! document, and a second write of one document within an entry is refused as stale, so the
+//! index still tells a replay from a new write.
 //!
 //! Applying does not wait for the disk. A committed entry is already durable in the Raft log
 //! of a majority, and a crash loses applied entries only from the end (the node's writes are

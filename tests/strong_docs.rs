@@ -311,7 +311,8 @@ async fn concurrent_strong_writes_share_log_entries_each_with_its_own_answer() {
         let (held, _) =
             servers[lead].client.put_strong(NS, "held", &json!({"v": "kept"}), &Condition::None).await.expect("put");
         // Forty-eight writes at once, through the leader and both followers: new documents,
-        // and every fourth a compare-and-swap on `held` that must fail (stale version).
+        // and every fourth a compare-and-swap on `held` from the same version, of which only
+        // the first to run can succeed.
         let mut tasks = Vec::new();
         for i in 0..48 {
             let client = servers[i % servers.len()].client.clone();

@@ -38,6 +38,12 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// A peer's state: `connected`, `unreachable` (met recently, connection lost) or `banned`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerStateLabels {
+    pub state: &'static str,
+}
+
 /// A replication message's direction (`in`, `out`) and kind (`gossip`, `sync_request`, ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WireLabels {
@@ -62,6 +68,7 @@ pub struct Metrics {
     pub p2p_messages: Family<WireLabels, Counter>,
     pub p2p_rejected: Counter,
     pub peers_connected: Gauge,
+    pub peers: Family<PeerStateLabels, Gauge>,
     pub anti_entropy_rounds: Counter,
     pub gossip_lagged: Counter,
     pub remote_changes_applied: Counter,
@@ -146,6 +153,12 @@ impl Metrics {
         registry.register("p2p_rejected", "Invalid replication messages or records refused", p2p_rejected.clone());
         let peers_connected = Gauge::default();
         registry.register("peers_connected", "Connected replication peers", peers_connected.clone());
+        let peers = Family::<PeerStateLabels, Gauge>::default();
+        registry.register(
+            "peers",
+            "Peers this node has met, by state: connected, unreachable (met recently, connection lost), banned",
+            peers.clone(),
+        );
         let anti_entropy_rounds = Counter::default();
         registry.register("anti_entropy_requests", "Anti-entropy requests sent", anti_entropy_rounds.clone());
         let gossip_lagged = Counter::default();
@@ -220,6 +233,7 @@ impl Metrics {
             p2p_messages,
             p2p_rejected,
             peers_connected,
+            peers,
             anti_entropy_rounds,
             gossip_lagged,
             remote_changes_applied,

@@ -399,7 +399,7 @@ fn start_node_on(dir: &Path, port: u16) -> NodeProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn statemesh");
-    let node = NodeProcess { child, url: format!("http://127.0.0.1:{port}") };
+    let node = NodeProcess { child, url: format!("http://127.0.0.1:{port}"), log_tail: Default::default() };
     let deadline = Instant::now() + DEADLINE;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "node did not listen within {DEADLINE:?}");

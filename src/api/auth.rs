@@ -198,7 +198,8 @@ pub fn check_exposure(api: &ApiConfig, access: &Access) -> Result<AuthMode, Auth
 pub fn required_role(method: &Method, path: &str) -> Option<ApiRole> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     match segments.as_slice() {
-        ["healthz"] | ["readyz"] => None,
+        // The status page's files hold no data; what it shows comes from routes that need a token.
+        ["healthz"] | ["readyz"] | ["ui"] | ["ui", _] => None,
         _ if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => Some(ApiRole::Read),
         ["v1", "snapshots", ..] | ["v1", "cluster", ..] | ["v1", "docs", _, _, "rollback"] => Some(ApiRole::Admin),
         _ => Some(ApiRole::Write),
@@ -245,8 +246,9 @@ fn role_name(role: ApiRole) -> &'static str {
     }
 }
 
-/// The token from `Authorization: Bearer`, or, for the change feed only, `?access_token=`
-/// (browsers' EventSource cannot set headers). `Err` for a malformed header.
+/// The token from `Authorization: Bearer`, or, for the event streams only (the change feed
+/// and the mesh view), `?access_token=` (browsers' EventSource cannot set headers). `Err`
+/// for a malformed header.
 fn bearer_token(request: &Request) -> Result<Option<String>, &'static str> {
     if let Some(value) = request.headers().get(header::AUTHORIZATION) {
         let text = value.to_str().map_err(|_| "the Authorization header is not valid text")?;
@@ -256,7 +258,7 @@ fn bearer_token(request: &Request) -> Result<Option<String>, &'static str> {
         }
         return Ok(Some(token.trim().to_string()));
     }
-    if request.method() == Method::GET && request.uri().path() == "/v1/changes" {
+    if request.method() == Method::GET && matches!(request.uri().path(), "/v1/changes" | "/v1/mesh/events") {
         return Ok(query_access_token(request.uri()));
     }
     Ok(None)
@@ -359,6 +361,10 @@ mod tests {
             (Method::GET, "/v1/changes", Some(ApiRole::Read)),
             (Method::GET, "/v1/cluster", Some(ApiRole::Read)),
             (Method::GET, "/v1/snapshots", Some(ApiRole::Read)),
+            (Method::GET, "/v1/mesh", Some(ApiRole::Read)),
+            (Method::GET, "/v1/mesh/events", Some(ApiRole::Read)),
+            (Method::GET, "/ui", None),
+            (Method::GET, "/ui/app.js", None),
             (Method::PUT, "/v1/docs/users/ada", Some(ApiRole::Write)),
             (Method::POST, "/v1/docs/users/ada/changes", Some(ApiRole::Write)),
             (Method::POST, "/v1/txn", Some(ApiRole::Write)),

@@ -14,6 +14,7 @@ mod error;
 mod extract;
 mod feed;
 mod history;
+mod mesh;
 mod ops;
 mod serve;
 mod snapshots;
@@ -48,6 +49,8 @@ pub struct AppState {
     /// The strong path, on a node that runs it.
     pub strong: Option<StrongNode>,
     pub read_defaults: consistency::ReadDefaults,
+    /// Bounds the open mesh streams (`/v1/mesh/events`).
+    pub mesh_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The complete router for `node` configured by `config`, without a strong path.
@@ -84,6 +87,7 @@ pub fn router_with_access(node: Node, config: &Config, strong: Option<StrongNode
         .merge(history::routes())
         .merge(txn::routes())
         .merge(cluster::routes())
+        .merge(mesh::routes())
         .route("/v1/changes", get(feed::changes))
         .route("/v1/status", get(ops::status))
         .route("/v1/peers", get(ops::peers))
@@ -143,6 +147,7 @@ fn app_state(node: Node, config: &Config, strong: Option<StrongNode>) -> AppStat
         feed: feed::FeedSettings::from_config(config),
         strong,
         read_defaults: consistency::ReadDefaults::from_config(config),
+        mesh_streams: mesh::stream_slots(),
     }
 }
 

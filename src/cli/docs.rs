@@ -140,6 +140,7 @@ pub fn run(node: &super::NodeTarget, json: bool, command: Command) -> anyhow::Re
             }
             Command::Status => show(json, &client.status().await?, output::status),
             Command::Peers => show(json, &client.peers().await?, output::peers),
+            Command::Mesh => show(json, &client.mesh().await?, output::mesh),
             Command::History(args) => super::history::history(&client, json, args).await?,
             Command::Rollback(args) => super::history::rollback(&client, json, args).await?,
             Command::Txn(args) => super::history::txn(&client, json, args).await?,

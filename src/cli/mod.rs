@@ -48,11 +48,21 @@ pub struct Cli {
     /// PEM file of a CA to trust for an https:// node (besides the system's roots).
     #[arg(long, global = true, env = "STATEMESH_CA_CERT", value_name = "FILE")]
     ca_cert: Option<PathBuf>,
-    /// Print machine-readable JSON instead of readable text.
+    /// How to print replies: `table` (readable text and tables) or `json` (for scripts).
+    #[arg(short = 'w', long, global = true, value_enum, default_value_t = WriteOut::Table)]
+    write_out: WriteOut,
+    /// Short for `--write-out json`.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The output formats of `--write-out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WriteOut {
+    Table,
+    Json,
 }
 
 /// The node a client subcommand talks to, and how.
@@ -152,6 +162,10 @@ enum Command {
     /// List the connected replication peers: id, address, since when, last anti-entropy,
     /// and how many changes each side lacks.
     Peers,
+    /// Show the mesh as this node sees it: every node it knows with role, Raft state,
+    /// reachability, last contact, how far behind or ahead it is, write rate, documents,
+    /// storage and admission (the status page at /ui shows the same, live).
+    Mesh,
     /// Exit 0 if the node is ready (`/readyz` answers 200), 1 if not: for health checks.
     Ready(ready::ReadyArgs),
     /// List a document's changes, newest first.
@@ -185,20 +199,21 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let node = NodeTarget { url: cli.node, token: cli.token, ca_cert: cli.ca_cert };
+    let json = cli.json || cli.write_out == WriteOut::Json;
     let result = match cli.command {
         Command::Start(args) => start::run(args),
         Command::Config(command) => config_cmd::run(command),
         Command::Key(command) => key::run(command),
-        Command::Token(command) => token::run(cli.json, command),
-        Command::Snapshot(command) => snapshot::run(&node, cli.json, command),
-        Command::Watch(args) => watch::run(&node, cli.json, args),
-        Command::Ready(args) => ready::run(&node, cli.json, args),
-        Command::Cluster(command) => cluster::run(&node, cli.json, command),
+        Command::Token(command) => token::run(json, command),
+        Command::Snapshot(command) => snapshot::run(&node, json, command),
+        Command::Watch(args) => watch::run(&node, json, args),
+        Command::Ready(args) => ready::run(&node, json, args),
+        Command::Cluster(command) => cluster::run(&node, json, command),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "statemesh", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        command => docs::run(&node, cli.json, command),
+        command => docs::run(&node, json, command),
     };
     match result {
         Ok(code) => code,

@@ -75,18 +75,25 @@ pub fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
         config.security.psk_file = None;
     }
     config.validate()?;
-    init_logging(&config);
+    // Held until the node has stopped: dropping it writes out the log lines still queued.
+    let _log = init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("statemesh").build()?;
     runtime.block_on(serve(config))
 }
 
-fn init_logging(config: &Config) {
+/// Logs go to stderr through a queue and a writer thread: a node never waits for its log
+/// reader (a full pipe, a stalled logging driver). When the queue is full, lines are dropped
+/// rather than the node slowed; a peer that goes silent can make the Raft layer log many
+/// warnings a second if `log.level` lets them through.
+fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match config.log.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    guard
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {

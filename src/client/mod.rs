@@ -320,6 +320,12 @@ impl Client {
         response.json().await.map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// `GET /v1/mesh`: this node's summary and every peer it has met.
+    pub async fn mesh(&self) -> Result<Value, ClientError> {
+        let response = self.send(self.http.get(self.url(&["v1", "mesh"]))).await?;
+        response.json().await.map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
     /// Whether `/readyz` answers 200.
     pub async fn ready(&self) -> bool {
         matches!(self.http.get(self.url(&["readyz"])).send().await, Ok(r) if r.status() == StatusCode::OK)

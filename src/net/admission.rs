@@ -218,6 +218,11 @@ impl Offenders {
         false
     }
 
+    /// Peers banned now.
+    pub fn banned_count(&self, now: Instant) -> usize {
+        self.banned.values().filter(|until| **until > now).count()
+    }
+
     pub fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
         self.banned.get(peer).is_some_and(|until| *until > now)
     }

@@ -8,6 +8,8 @@
 //!   a message is forwarded only once this node has validated it.
 //! - `sync`: request-response for anti-entropy pages.
 //! - `raft`: request-response for the strong path's Raft RPCs.
+//! - `status`: request-response for each peer's summary of itself (the mesh view); any
+//!   admitted peer may ask, at most twice a second.
 //! - `mdns`: discovery on the local network (optional).
 
 use std::time::Duration;
@@ -25,6 +27,13 @@ use super::raft_transport::RAFT_PROTOCOL;
 const RAFT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 const IDENTIFY_PROTOCOL: &str = "/statemesh/id/1";
+/// A node's summary of itself (JSON, see `crate::node::NodeSummary`), asked with
+/// [`STATUS_REQUEST`].
+pub const STATUS_PROTOCOL: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/statemesh/status/1");
+pub const STATUS_REQUEST: &[u8] = b"{}";
+/// The largest summary accepted: room for a version vector of about 500 origins.
+const STATUS_MESSAGE_MAX: usize = 64 * 1024;
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection whose ping goes unanswered is closed (see the driver), so a peer that went
 /// away without closing (killed, cut off) is noticed within seconds and redialed, rather than
 /// when the kernel's TCP timeout finally fires many minutes later.
@@ -46,6 +55,7 @@ pub struct Behaviour {
     pub gossip: gossipsub::Behaviour,
     pub sync: request_response::Behaviour<EnvelopeCodec>,
     pub raft: request_response::Behaviour<EnvelopeCodec>,
+    pub status: request_response::Behaviour<EnvelopeCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -99,6 +109,11 @@ impl Behaviour {
             [(RAFT_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(RAFT_STREAM_TIMEOUT),
         );
+        let status = request_response::Behaviour::with_codec(
+            EnvelopeCodec::new(STATUS_MESSAGE_MAX),
+            [(STATUS_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(STATUS_TIMEOUT),
+        );
         let mdns = if settings.mdns {
             Some(
                 mdns::tokio::Behaviour::new(
@@ -119,6 +134,7 @@ impl Behaviour {
             gossip,
             sync,
             raft,
+            status,
             mdns: mdns.into(),
         })
     }

@@ -24,13 +24,13 @@ use statemesh_protocol::{ChangeId, ChangeRecord, NodeId, VersionVector};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::admission::Offenders;
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{Behaviour, BehaviourEvent, STATUS_REQUEST};
 use super::dialer::{AddressBook, Dialer};
 use super::peers::PeerTable;
 use super::raft_transport::{transport_error, HandlerSlot, NetCommand};
 use crate::identity::node_id_of as node_id;
-use crate::metrics::Metrics;
-use crate::node::{DocsPage, LogPage, Node, NodeError, RemoteApply};
+use crate::metrics::{Metrics, PeerStateLabels};
+use crate::node::{DocsPage, LogPage, Node, NodeError, NodeSummary, RemoteApply};
 use crate::raft::{RpcAnswer, TransportError};
 
 /// Housekeeping (redials, bans, the status view) runs at least this often.
@@ -40,6 +40,8 @@ const PENDING_RESPONSES_PER_PEER_MAX: usize = 4;
 const COMPLETIONS_CAPACITY: usize = 256;
 /// Inbound Raft requests handled at once.
 const RAFT_INFLIGHT_MAX: usize = 256;
+/// How often each connected peer is asked for its summary (the mesh view's freshness).
+const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 /// Storage work finished on a blocking thread.
 enum Completion {
@@ -121,6 +123,8 @@ pub struct Driver {
     raft_inflight: Arc<tokio::sync::Semaphore>,
     /// Inputs refused from peers so far (to tell whether handling a message refused any).
     refusals: u64,
+    /// When connected peers are next asked for their summaries.
+    next_status_round: Instant,
 }
 
 impl Driver {
@@ -160,6 +164,7 @@ impl Driver {
             raft_calls: HashMap::new(),
             raft_inflight: Arc::new(tokio::sync::Semaphore::new(RAFT_INFLIGHT_MAX)),
             refusals: 0,
+            next_status_round: started,
         }
     }
 
@@ -519,6 +524,7 @@ impl Driver {
                 // checks of the records. Honest nodes forward only what they validated, so
                 // whoever handed over an invalid message is the one to blame.
                 let from = node_id(&propagation_source);
+                self.peers.heard_from(&propagation_source, crate::clock::now_ms());
                 let refusals = self.refusals;
                 match self.decode(&message.data, "in") {
                     Ok(message @ Message::Gossip(_)) => self.received(from.clone(), message),
@@ -574,6 +580,10 @@ impl Driver {
                     let _ = reply.send(Err(transport_error(&error)));
                 }
             }
+            BehaviourEvent::Ping(ping::Event { peer, result: Ok(_), .. }) => {
+                self.peers.heard_from(&peer, crate::clock::now_ms());
+            }
+            BehaviourEvent::Status(event) => self.on_status_event(event),
             BehaviourEvent::Ping(ping::Event { peer, connection, result: Err(error) })
                 if !matches!(error, ping::Failure::Unsupported) =>
             {
@@ -604,7 +614,7 @@ impl Driver {
             Ok(message @ (Message::SyncRequest(_) | Message::StateRequest(_))) => {
                 let kind = match &message {
                     Message::SyncRequest(sync) => {
-                        self.peers.saw_request(&peer, &sync.have);
+                        self.peers.saw_request(&peer, &sync.have, crate::clock::now_ms());
                         RequestKind::Sync
                     }
                     _ => RequestKind::State,
@@ -675,6 +685,54 @@ impl Driver {
         }
     }
 
+    // ---- summaries for the mesh view ----
+
+    fn on_status_event(&mut self, event: request_response::Event<Vec<u8>, Vec<u8>>) {
+        let now_ms = crate::clock::now_ms();
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.metrics.record_wire("in", "status_request", request.len());
+                    if !self.peers.may_answer(&peer, Instant::now()) {
+                        // Dropping the channel refuses the request: the peer asks too often.
+                        return;
+                    }
+                    let summary = serde_json::to_vec(&self.node.summary()).unwrap_or_default();
+                    self.metrics.record_wire("out", "status", summary.len());
+                    let _ = self.swarm.behaviour_mut().status.send_response(channel, summary);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.metrics.record_wire("in", "status", response.len());
+                    let summary = match serde_json::from_slice::<NodeSummary>(&response) {
+                        Ok(summary) if summary.id == peer.to_string() => Some(summary),
+                        Ok(_) => {
+                            self.offence(&node_id(&peer), "a status summary naming another node");
+                            None
+                        }
+                        Err(error) => {
+                            self.offence(&node_id(&peer), &format!("undecodable status summary: {error}"));
+                            None
+                        }
+                    };
+                    self.peers.answered_us(&peer, summary, now_ms);
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "status request failed");
+                self.peers.answered_us(&peer, None, now_ms);
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks every connected peer not already being asked for its summary.
+    fn ask_for_summaries(&mut self) {
+        for peer in self.peers.take_due_for_status() {
+            self.metrics.record_wire("out", "status_request", STATUS_REQUEST.len());
+            self.swarm.behaviour_mut().status.send_request(&peer, STATUS_REQUEST.to_vec());
+        }
+    }
+
     // ---- housekeeping ----
 
     fn housekeeping(&mut self) {
@@ -695,14 +753,25 @@ impl Driver {
                 }
             }
         }
+        if now >= self.next_status_round {
+            self.next_status_round = now + STATUS_EVERY;
+            self.ask_for_summaries();
+        }
         self.publish_peers();
     }
 
     fn publish_peers(&mut self) {
-        let view = self.peers.view(&self.node.version_vector());
-        self.metrics.peers_connected.set(self.peers.len() as i64);
-        self.metrics.replication_lag_changes.set(view.iter().map(|p| p.changes_we_lack as i64).sum());
-        self.node.set_peers(view);
+        let view = self.peers.view(&self.node.version_vector(), crate::clock::now_ms());
+        let connected = self.peers.len();
+        self.metrics.peers_connected.set(connected as i64);
+        let by_state = &self.metrics.peers;
+        by_state.get_or_create(&PeerStateLabels { state: "connected" }).set(connected as i64);
+        by_state.get_or_create(&PeerStateLabels { state: "unreachable" }).set((view.len() - connected) as i64);
+        let banned = self.offenders.banned_count(Instant::now());
+        by_state.get_or_create(&PeerStateLabels { state: "banned" }).set(banned as i64);
+        let lag = view.iter().filter(|p| p.connected).map(|p| p.info.changes_we_lack as i64).sum();
+        self.metrics.replication_lag_changes.set(lag);
+        self.node.set_mesh_peers(view);
     }
 }
 

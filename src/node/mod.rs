@@ -18,6 +18,7 @@ mod feed;
 mod feed_event;
 mod history;
 mod log_serve;
+mod mesh;
 mod namespaces;
 mod remote_apply;
 mod replication_view;
@@ -56,6 +57,7 @@ pub use feed::{FeedError, FeedFilter, FeedPage};
 pub use feed_event::{FeedEvent, FeedPos};
 pub use history::{HistoryEntry, HistoryPage, RollbackTarget};
 pub use log_serve::LogPage;
+pub use mesh::{MeshPeer, MeshRole, NodeSummary, RaftFacts, RaftFactsSource, RaftMemberFacts, StorageState};
 pub use namespaces::{NamespaceRules, Namespaces};
 pub use remote_apply::RemoteApply;
 pub use replication_view::PeerInfo;
@@ -187,6 +189,8 @@ struct Inner {
     /// The origin the strong path's cluster logs its changes under, once this node (a member
     /// of the Raft cluster) knows it: the only origin that may write a strong namespace.
     strong_origin: Mutex<Option<NodeId>>,
+    /// What the summary reports beyond the node's own state (see `mesh`).
+    mesh: Mutex<mesh::MeshState>,
 }
 
 /// A running node. Cheap to clone; all clones share the node.
@@ -286,6 +290,7 @@ impl Node {
                 transactions: txn::Transactions::new(&config.concurrency),
                 peers: Mutex::new(Vec::new()),
                 strong_origin: Mutex::new(None),
+                mesh: Mutex::new(mesh::MeshState::new(&config.security)),
             }),
         })
     }

@@ -290,9 +290,16 @@ async fn an_isolated_minority_refuses_writes_that_never_apply() {
         let settings = settings();
         let bound = settings.request_timeout * 2;
         let cluster = Cluster::voters_in_memory(3, settings.clone()).await;
-        // A leader that has just committed: not in the middle of an election.
-        let old = cluster.leader().await;
-        cluster.kv(old, put("settled", "s")).await.expect("the leader commits");
+        // A leader that has just committed: not in the middle of an election. (On a loaded
+        // machine the first leader found can be deposed before it commits; ask again.)
+        let old = loop {
+            let leader = cluster.leader().await;
+            match cluster.kv(leader, put("settled", "s")).await {
+                Ok(_) => break leader,
+                Err(StrongError::NotLeader { .. }) => continue,
+                Err(other) => panic!("the leader does not commit: {other:?}"),
+            }
+        };
 
         // Isolate the leader. A proposal right away may still enter its log (outcome unknown)
         // or be refused; either way it is not acknowledged, and it returns within the request

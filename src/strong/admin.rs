@@ -11,7 +11,8 @@ use super::error::{StrongDocError, StrongResult};
 use super::formation::{self, VoterSpec};
 use super::{LeaderDone, LeaderRequest, StrongDocs};
 use crate::net::AddressBook;
-use crate::raft::{raft_node_id, Initialized, LogPosition, NodeInfo, RaftNodeId, StrongError, StrongStatus};
+use crate::node::{RaftFacts, RaftFactsSource, RaftMemberFacts};
+use crate::raft::{raft_node_id, Initialized, LogPosition, NodeInfo, RaftNodeId, Role, StrongError, StrongStatus};
 
 /// The strong path as a running node holds it: the documents' strong path plus what
 /// administration needs to name members.
@@ -96,5 +97,39 @@ impl StrongNode {
     pub async fn remove(&self, member: &str) -> StrongResult<LogPosition> {
         let id = self.member_id(member)?;
         self.membership(LeaderRequest::Remove(id)).await
+    }
+}
+
+/// The strong path's part of the node's summary (see [`crate::node::NodeSummary`]). Holds
+/// the path weakly, so the node does not keep a stopped strong path alive.
+pub(super) struct MeshFacts {
+    pub(super) docs: std::sync::Weak<super::Inner>,
+}
+
+impl RaftFactsSource for MeshFacts {
+    fn raft_facts(&self) -> Option<RaftFacts> {
+        let inner = self.docs.upgrade()?;
+        let status = inner.path.status();
+        let peer_of = |id: RaftNodeId| status.members.iter().find(|m| m.id == id).map(|m| m.info.peer_id.clone());
+        Some(RaftFacts {
+            state: role_name(status.role).to_string(),
+            term: status.term,
+            leader: status.leader.and_then(peer_of),
+            members: status
+                .members
+                .iter()
+                .map(|m| RaftMemberFacts { id: m.info.peer_id.clone(), voter: m.voter })
+                .collect(),
+        })
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Learner => "learner",
+        Role::Stopped => "stopped",
     }
 }

@@ -134,6 +134,7 @@ impl StrongDocs {
             }),
         };
         path.set_forward_handler(Arc::new(LeaderSide { docs: Arc::downgrade(&docs.inner) }));
+        docs.inner.node.set_raft_facts(Arc::new(admin::MeshFacts { docs: Arc::downgrade(&docs.inner) }));
         reads::spawn_refresher(Arc::downgrade(&docs.inner), freshness_interval);
         Ok(docs)
     }

@@ -77,6 +77,29 @@ pub fn binary() -> &'static str {
 pub struct NodeProcess {
     pub child: Child,
     pub url: String,
+    /// The last lines the node logged (its stderr is drained by a thread, so a node that
+    /// logs a lot never blocks on a full pipe).
+    pub log_tail: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+/// Lines of a child node's log kept for failure messages.
+const LOG_TAIL_LINES: usize = 200;
+
+/// Reads `stderr` to its end on a thread, keeping the last [`LOG_TAIL_LINES`] lines.
+fn drain(stderr: std::process::ChildStderr) -> std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>> {
+    use std::io::BufRead;
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let kept = tail.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if kept.len() == LOG_TAIL_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    });
+    tail
 }
 
 impl NodeProcess {
@@ -98,7 +121,9 @@ impl NodeProcess {
             .spawn()
             .expect("spawn statemesh");
         let url = format!("http://127.0.0.1:{port}");
-        let mut process = Self { child, url };
+        let mut child = child;
+        let log_tail = drain(child.stderr.take().expect("piped stderr"));
+        let mut process = Self { child, url, log_tail };
         process.wait_ready();
         process
     }
@@ -107,7 +132,8 @@ impl NodeProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("node exited early with {status}");
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("node exited early with {status}; its log ends:\n{}", self.log());
             }
             if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok() {
                 return;
@@ -115,6 +141,12 @@ impl NodeProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("node did not start listening within 30 s");
+    }
+
+    /// The last lines the node logged.
+    pub fn log(&self) -> String {
+        let tail = self.log_tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
     /// Sends SIGTERM and returns the exit code.

@@ -64,6 +64,11 @@ pub fn end_streams() {
     STREAMS_END.send_modify(|generation| *generation += 1);
 }
 
+/// Changes when the streams open now are to end (for the API's other endless streams).
+pub(super) fn streams_end() -> watch::Receiver<u64> {
+    STREAMS_END.subscribe()
+}
+
 /// The feed's share of the API state.
 #[derive(Clone)]
 pub struct FeedSettings {

@@ -10,9 +10,9 @@
 //! method and path alone ([`required_role`]), in one table, so a new route is classified
 //! the moment it exists: reads need `read`, other methods `write`, and the operator's
 //! routes (snapshots, rollback, cluster membership) `admin`. `/healthz` and `/readyz` stay
-//! open for probes. With no tokens configured the API is open and every request is made by
-//! `anonymous`; a node refuses to serve that on a non-loopback address unless
-//! `api.insecure` says so ([`check_exposure`]).
+//! open for probes, and `/v1/openapi.json` for tools. With no tokens configured the API is
+//! open and every request is made by `anonymous`; a node refuses to serve that on a
+//! non-loopback address unless `api.insecure` says so ([`check_exposure`]).
 //!
 //! The caller found here goes into the request's extensions as a [`Caller`], from which
 //! handlers take the author they record in the changes they make.
@@ -199,7 +199,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<ApiRole> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     match segments.as_slice() {
         // The status page's files hold no data; what it shows comes from routes that need a token.
-        ["healthz"] | ["readyz"] | ["ui"] | ["ui", _] => None,
+        // The API description describes routes, not data: tools may fetch it before having a token.
+        ["healthz"] | ["readyz"] | ["ui"] | ["ui", _] | ["v1", "openapi.json"] => None,
         _ if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => Some(ApiRole::Read),
         ["v1", "snapshots", ..] | ["v1", "cluster", ..] | ["v1", "docs", _, _, "rollback"] => Some(ApiRole::Admin),
         _ => Some(ApiRole::Write),
@@ -365,6 +366,7 @@ mod tests {
             (Method::GET, "/v1/mesh/events", Some(ApiRole::Read)),
             (Method::GET, "/ui", None),
             (Method::GET, "/ui/app.js", None),
+            (Method::GET, "/v1/openapi.json", None),
             (Method::PUT, "/v1/docs/users/ada", Some(ApiRole::Write)),
             (Method::POST, "/v1/docs/users/ada/changes", Some(ApiRole::Write)),
             (Method::POST, "/v1/txn", Some(ApiRole::Write)),

@@ -83,17 +83,26 @@ pub fn strong_headers(headers: &mut HeaderMap, index: Option<u64>) {
 
 /// Whether a write to `key` goes through Raft.
 pub fn write_is_strong(state: &AppState, key: &DocKey, params: &ConsistencyParams) -> Result<bool, ApiError> {
+    match write_level(params)? {
+        Some(strong) => Ok(strong),
+        None => Ok(state.node.is_strong_namespace(&key.namespace)?),
+    }
+}
+
+/// The write level the request asks for (`Some(true)`: strong, `Some(false)`: eventual;
+/// `None`: each namespace's own), or why the parameters are not valid for a write.
+pub fn write_level(params: &ConsistencyParams) -> Result<Option<bool>, ApiError> {
     if params.max_staleness_ms.is_some() || params.min_version.is_some() {
         return Err(ApiError::bad_request("bad_parameter", "max_staleness_ms and min_version apply to reads"));
     }
     match params.consistency.as_deref().map(level_name).transpose()? {
-        Some(ConsistencyLevel::Strong) => Ok(true),
+        Some(ConsistencyLevel::Strong) => Ok(Some(true)),
         Some(ConsistencyLevel::Bounded) => Err(ApiError::bad_request(
             "bad_parameter",
             "bounded consistency applies to reads; write with strong or eventual",
         )),
-        Some(ConsistencyLevel::Eventual) => Ok(false),
-        None => Ok(state.node.is_strong_namespace(&key.namespace)?),
+        Some(ConsistencyLevel::Eventual) => Ok(Some(false)),
+        None => Ok(None),
     }
 }
 

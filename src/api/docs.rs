@@ -14,6 +14,8 @@ use super::auth::Caller;
 use super::consistency::{self, ConsistencyParams};
 use super::error::ApiError;
 use super::extract;
+use super::openapi::params::{DocPath, NamespacePath};
+use super::openapi::schemas::{DocList, ErrorBody, WriteAnswer, WriteConsistency};
 use super::AppState;
 use crate::node::{DocSummary, Precondition, TxnOp, WriteResult};
 use crate::strong::StrongWritten;
@@ -69,16 +71,56 @@ async fn write(
     Ok(write_response(result, created_status))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GetParams {
-    /// Read the document as of this version.
+    /// Read the document as of this version (an `ETag` value, or a change hash from its
+    /// history).
+    #[param(pattern = "^(W/)?\"?(0|[0-9a-fA-F]{64}(\\.[0-9a-fA-F]{64})*)\"?$")]
     at: Option<String>,
+    /// The read level, on a node that runs the strong path (default
+    /// `distributed.consistency_level`); elsewhere only `eventual`.
+    #[param(value_type = Option<crate::config::ConsistencyLevel>, inline)]
     consistency: Option<String>,
+    /// With `consistency=bounded`: the most staleness to accept (default
+    /// `distributed.max_staleness_ms`).
     max_staleness_ms: Option<u64>,
+    /// A Raft index (`X-Statemesh-Raft-Index` of an earlier answer): wait until this node has
+    /// applied it, for read-your-writes on any member.
     min_version: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{ns}/{id}",
+    tag = "documents",
+    operation_id = "getDocument",
+    summary = "Read a document",
+    description = "The document's JSON, as of `at` when given. On a node that runs the strong path the read \
+        is served at the requested level, and the answer (a 404 too) says what it reflects in the \
+        `X-Statemesh-*` headers.",
+    params(DocPath, GetParams),
+    responses(
+        (status = 200, description = "The document.", body = Object, headers(
+            ("ETag" = String, description = "The version read, quoted."),
+            ("X-Statemesh-Raft-Index" = u64, description = "Strong path only: the Raft index the read reflects; \
+                pass it as `min_version` for read-your-writes."),
+            ("X-Statemesh-Staleness-Ms" = u64, description = "Strong path only: how stale this node may be."),
+            ("X-Statemesh-Consistency" = String, description = "Strong path only: the level the read was \
+                served at (`strong`, `bounded` or `eventual`).")
+        )),
+        (status = 400, description = "`bad_path`, `invalid_id`, `bad_parameter` or `bad_version` (`at`).",
+            body = ErrorBody),
+        (status = 404, description = "`not_found` (the document does not exist), `unknown_version` (`at` is \
+            not a version of it) or `unknown_namespace` (`namespaces.strict`). Carries the \
+            `X-Statemesh-*` headers like a 200.", body = ErrorBody),
+        (status = 503, description = "The read cannot be served here now: `strong_path_disabled` (a level \
+            other than `eventual`, or `min_version`, on a node without the strong path), `not_leader`, \
+            `unavailable`, `too_stale`, `strong_path_stopped`; or the node is in trouble: `storage_failed`, \
+            `shutting_down`, `timeout`.", body = ErrorBody),
+    )
+)]
 pub async fn get_doc(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -106,6 +148,54 @@ pub async fn get_doc(
     Ok(response)
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/docs/{ns}/{id}",
+    tag = "documents",
+    operation_id = "putDocument",
+    summary = "Create or replace a document",
+    description = "Replaces the document's JSON with the body (creating it if needed). Only fields that \
+        differ become Automerge operations, so concurrent edits to other fields merge. Through Raft \
+        with `consistency=strong` or in a strong namespace.",
+    params(
+        DocPath,
+        ("consistency" = inline(Option<WriteConsistency>), Query,
+            description = "`strong` commits through Raft; default: strong in a strong namespace, else eventual."),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"?(0|[0-9a-fA-F]{64}(\\.[0-9a-fA-F]{64})*)\"?)$", description = "Write only if the document is at this version \
+            (an `ETag`), or exists (`*`)."),
+        ("If-None-Match" = Option<String>, Header, pattern = "^\\*$", description = "`*`: write only if the document does not exist."),
+    ),
+    request_body(content = Object, description = "The whole document: a JSON object."),
+    responses(
+        (status = 200, description = "Replaced (or unchanged: `change` is null).", body = WriteAnswer, headers(
+            ("ETag" = String, description = "The version after the write, quoted."),
+            ("X-Statemesh-Raft-Index" = u64, description = "Through Raft: the index the write committed at."),
+            ("X-Statemesh-Consistency" = String, description = "Through Raft: `strong`.")
+        )),
+        (status = 201, description = "Created.", body = WriteAnswer, headers(
+            ("ETag" = String, description = "The version after the write, quoted."),
+            ("X-Statemesh-Raft-Index" = u64, description = "Through Raft: the index the write committed at."),
+            ("X-Statemesh-Consistency" = String, description = "Through Raft: `strong`.")
+        )),
+        (status = 400, description = "`bad_path`, `invalid_id`, `bad_parameter`, `invalid_utf8`, `invalid_json`, \
+            `bad_header`, `bad_version`, `unsupported` (`If-Match` through Raft in an eventual namespace) or \
+            `invalid_request`.", body = ErrorBody),
+        (status = 404, description = "`unknown_namespace` (`namespaces.strict`).", body = ErrorBody),
+        (status = 409, description = "`strong_namespace`: an eventual write to a strong namespace.",
+            body = ErrorBody),
+        (status = 412, description = "`precondition_failed`: `If-Match` / `If-None-Match` does not hold.",
+            body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over `api.max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`.", body = ErrorBody),
+        (status = 422, description = "`root_not_object`, `schema_violation`, `document_too_large`, `too_deep` \
+            or `automerge_refused`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed`, `shutting_down`; through Raft also \
+            `strong_path_disabled`, `not_leader`, `unavailable`, `strong_path_stopped`.", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: the write may or may not have taken effect (Raft \
+            could not tell, or `api.request_timeout` ran out); read the document before retrying.",
+            body = ErrorBody),
+    )
+)]
 pub async fn put_doc(
     State(state): State<AppState>,
     caller: Caller,
@@ -122,6 +212,55 @@ pub async fn put_doc(
     write(&state, &key, params, TxnOp::Put(json), pre, true, &caller).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/docs/{ns}/{id}",
+    tag = "documents",
+    operation_id = "patchDocument",
+    summary = "Merge-patch a document",
+    description = "Applies an RFC 7386 merge patch (creating the document if needed). Through Raft with \
+        `consistency=strong` or in a strong namespace.",
+    params(
+        DocPath,
+        ("consistency" = inline(Option<WriteConsistency>), Query,
+            description = "`strong` commits through Raft; default: strong in a strong namespace, else eventual."),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"?(0|[0-9a-fA-F]{64}(\\.[0-9a-fA-F]{64})*)\"?)$", description = "Write only if the document is at this version \
+            (an `ETag`), or exists (`*`)."),
+        ("If-None-Match" = Option<String>, Header, pattern = "^\\*$", description = "`*`: write only if the document does not exist."),
+    ),
+    request_body(description = "The merge patch: a JSON object.",
+        content((Object = "application/merge-patch+json"), (Object = "application/json"))),
+    responses(
+        (status = 200, description = "Patched (or unchanged: `change` is null).", body = WriteAnswer, headers(
+            ("ETag" = String, description = "The version after the write, quoted."),
+            ("X-Statemesh-Raft-Index" = u64, description = "Through Raft: the index the write committed at."),
+            ("X-Statemesh-Consistency" = String, description = "Through Raft: `strong`.")
+        )),
+        (status = 201, description = "Created by the patch.", body = WriteAnswer, headers(
+            ("ETag" = String, description = "The version after the write, quoted."),
+            ("X-Statemesh-Raft-Index" = u64, description = "Through Raft: the index the write committed at."),
+            ("X-Statemesh-Consistency" = String, description = "Through Raft: `strong`.")
+        )),
+        (status = 400, description = "`bad_path`, `invalid_id`, `bad_parameter`, `invalid_utf8`, `invalid_json`, \
+            `bad_header`, `bad_version`, `unsupported` (`If-Match` through Raft in an eventual namespace) or \
+            `invalid_request`.", body = ErrorBody),
+        (status = 404, description = "`unknown_namespace` (`namespaces.strict`).", body = ErrorBody),
+        (status = 409, description = "`strong_namespace`: an eventual write to a strong namespace.",
+            body = ErrorBody),
+        (status = 412, description = "`precondition_failed`: `If-Match` / `If-None-Match` does not hold.",
+            body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over `api.max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: neither `application/merge-patch+json` nor \
+            `application/json`.", body = ErrorBody),
+        (status = 422, description = "`root_not_object`, `schema_violation`, `document_too_large`, `too_deep` \
+            or `automerge_refused`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed`, `shutting_down`; through Raft also \
+            `strong_path_disabled`, `not_leader`, `unavailable`, `strong_path_stopped`.", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: the write may or may not have taken effect (Raft \
+            could not tell, or `api.request_timeout` ran out); read the document before retrying.",
+            body = ErrorBody),
+    )
+)]
 pub async fn patch_doc(
     State(state): State<AppState>,
     caller: Caller,
@@ -138,6 +277,42 @@ pub async fn patch_doc(
     write(&state, &key, params, TxnOp::Patch(patch), pre, true, &caller).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/docs/{ns}/{id}",
+    tag = "documents",
+    operation_id = "deleteDocument",
+    summary = "Delete a document",
+    description = "Deletion is itself a change: history is kept, and a write concurrent with the delete \
+        (on another node) keeps the document. Through Raft with `consistency=strong` or in a strong \
+        namespace.",
+    params(
+        DocPath,
+        ("consistency" = inline(Option<WriteConsistency>), Query,
+            description = "`strong` commits through Raft; default: strong in a strong namespace, else eventual."),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"?(0|[0-9a-fA-F]{64}(\\.[0-9a-fA-F]{64})*)\"?)$", description = "Delete only if the document is at this version \
+            (an `ETag`), or exists (`*`)."),
+    ),
+    responses(
+        (status = 200, description = "Deleted.", body = WriteAnswer, headers(
+            ("ETag" = String, description = "The version after the delete, quoted."),
+            ("X-Statemesh-Raft-Index" = u64, description = "Through Raft: the index the delete committed at."),
+            ("X-Statemesh-Consistency" = String, description = "Through Raft: `strong`.")
+        )),
+        (status = 400, description = "`bad_path`, `invalid_id`, `bad_parameter`, `bad_header`, `bad_version`, \
+            `unsupported` or `invalid_request`.", body = ErrorBody),
+        (status = 404, description = "`not_found` (the document does not exist) or `unknown_namespace`.",
+            body = ErrorBody),
+        (status = 409, description = "`strong_namespace`: an eventual write to a strong namespace.",
+            body = ErrorBody),
+        (status = 412, description = "`precondition_failed`: `If-Match` / `If-None-Match` does not hold.",
+            body = ErrorBody),
+        (status = 503, description = "`storage_failed`, `shutting_down`; through Raft also \
+            `strong_path_disabled`, `not_leader`, `unavailable`, `strong_path_stopped`.", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: the delete may or may not have taken effect; read \
+            the document before retrying.", body = ErrorBody),
+    )
+)]
 pub async fn delete_doc(
     State(state): State<AppState>,
     caller: Caller,
@@ -150,13 +325,33 @@ pub async fn delete_doc(
     write(&state, &key, params, TxnOp::Delete, pre, false, &caller).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Documents per page: 1 to `api.list_limit_max` (default 100).
+    #[param(minimum = 1)]
     limit: Option<u32>,
+    /// List ids after this one (the previous page's `next`).
+    #[param(min_length = 1)]
     after: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{ns}",
+    tag = "documents",
+    operation_id = "listDocuments",
+    summary = "List a namespace's documents",
+    description = "Live documents in id order, a page at a time.",
+    params(NamespacePath, ListParams),
+    responses(
+        (status = 200, description = "One page.", body = DocList),
+        (status = 400, description = "`bad_path`, `invalid_id` or `bad_parameter`.", body = ErrorBody),
+        (status = 404, description = "`unknown_namespace` (`namespaces.strict`).", body = ErrorBody),
+        (status = 503, description = "`storage_failed` or `timeout`.", body = ErrorBody),
+    )
+)]
 pub async fn list_docs(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -176,12 +371,37 @@ pub async fn list_docs(
     Ok(Json(json!({"namespace": namespace.to_string(), "documents": documents, "next": next})).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesParams {
+    /// Only the changes after this version (all without it).
+    #[param(pattern = "^(W/)?\"?(0|[0-9a-fA-F]{64}(\\.[0-9a-fA-F]{64})*)\"?$")]
     since: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/docs/{ns}/{id}/changes",
+    tag = "documents",
+    operation_id = "getDocumentChanges",
+    summary = "Raw Automerge changes",
+    description = "The document's Automerge changes after `since`, concatenated, for Automerge-native \
+        clients.",
+    params(DocPath, ChangesParams),
+    responses(
+        (status = 200, description = "The changes, concatenated (empty when there are none).",
+            content_type = "application/octet-stream", headers(
+                ("ETag" = String, description = "The version the changes lead to, quoted."),
+                ("X-Statemesh-Change-Count" = u64, description = "How many changes the body holds.")
+            )),
+        (status = 400, description = "`bad_path`, `invalid_id`, `bad_parameter` or `bad_version`.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found` (no changes at all), `unknown_version` (`since`) or \
+            `unknown_namespace`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed`, `shutting_down` or `timeout`.", body = ErrorBody),
+    )
+)]
 pub async fn get_changes(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -202,6 +422,43 @@ pub async fn get_changes(
     Ok((headers, changes.concat()).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/docs/{ns}/{id}/changes",
+    tag = "documents",
+    operation_id = "postDocumentChanges",
+    summary = "Apply raw Automerge bytes",
+    description = "Applies Automerge change chunks or a saved document as they are, all or nothing.",
+    params(
+        DocPath,
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"?(0|[0-9a-fA-F]{64}(\\.[0-9a-fA-F]{64})*)\"?)$", description = "Apply only if the document is at this version \
+            (an `ETag`), or exists (`*`)."),
+        ("If-None-Match" = Option<String>, Header, pattern = "^\\*$", description = "`*`: apply only if the \
+            document does not exist."),
+    ),
+    request_body(content_type = "application/octet-stream",
+        description = "Automerge change chunks or a saved Automerge document."),
+    responses(
+        (status = 200, description = "Applied (or nothing new: `change` is null).", body = WriteAnswer, headers(
+            ("ETag" = String, description = "The version after the write, quoted.")
+        )),
+        (status = 201, description = "Applied; the document exists now.", body = WriteAnswer, headers(
+            ("ETag" = String, description = "The version after the write, quoted.")
+        )),
+        (status = 400, description = "`bad_path`, `invalid_id`, `bad_header`, `bad_version` or \
+            `invalid_automerge` (the bytes do not parse completely).", body = ErrorBody),
+        (status = 404, description = "`unknown_namespace` (`namespaces.strict`).", body = ErrorBody),
+        (status = 409, description = "`missing_dependencies` (the node lacks changes these depend on) or \
+            `strong_namespace`.", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over `api.max_body_bytes`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/octet-stream`.",
+            body = ErrorBody),
+        (status = 422, description = "`schema_violation`, `document_too_large`, `root_not_object`, `too_deep` \
+            or `automerge_refused`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed` or `shutting_down`.", body = ErrorBody),
+    )
+)]
 pub async fn post_changes(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
+use super::openapi::schemas::ErrorBody;
 use super::AppState;
 use crate::clock::now_ms;
 use crate::node::{MeshPeer, Node, NodeSummary};
@@ -49,8 +50,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `GET /v1/mesh`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeshView {
+    /// When the view was taken, ms since the epoch.
     pub at_ms: i64,
     pub node: NodeSummary,
     pub peers: Vec<MeshPeer>,
@@ -58,8 +60,9 @@ pub struct MeshView {
 }
 
 /// Where the change feed stands, so a reader can fetch the latest events.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FeedCursors {
+    /// The newest durable event.
     pub head: u64,
     /// The oldest event still kept (`head + 1` when history is off).
     pub oldest: u64,
@@ -74,10 +77,36 @@ fn mesh_view(node: &Node) -> MeshView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/mesh",
+    tag = "operations",
+    operation_id = "getMesh",
+    summary = "The mesh as this node sees it",
+    description = "This node's summary, every peer it has met (connected or not) with that peer's own \
+        summary, and the feed's cursors.",
+    responses((status = 200, description = "The view.", body = MeshView))
+)]
 async fn view(State(state): State<AppState>) -> Response {
     Json(mesh_view(&state.node)).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/mesh/events",
+    tag = "operations",
+    operation_id = "streamMesh",
+    summary = "The mesh view as Server-Sent Events",
+    description = "`event: mesh` with the `GET /v1/mesh` view as `data:`, now and then once a second, \
+        until the client goes away or the node begins to stop. Browsers' EventSource may pass the token \
+        as `?access_token=`.",
+    security(("bearer" = []), ("access_token" = [])),
+    responses(
+        (status = 200, description = "The stream.", body = String, content_type = "text/event-stream"),
+        (status = 503, description = "`too_many_subscribers`: 64 mesh streams are open; retry later. Or \
+            `timeout`.", body = ErrorBody),
+    )
+)]
 async fn events(State(state): State<AppState>) -> Result<Response, ApiError> {
     let permit = state.mesh_streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
@@ -118,10 +147,37 @@ fn mesh_stream(
     futures::StreamExt::chain(opening, views)
 }
 
+#[utoipa::path(
+    get,
+    path = "/ui",
+    tag = "ui",
+    operation_id = "getStatusPage",
+    summary = "The status page",
+    description = "Its files hold no data; what it shows comes from routes that need a token. `/ui/` \
+        serves the same page.",
+    security(()),
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html"))
+)]
 async fn index() -> Response {
     serve_asset("index.html")
 }
 
+#[utoipa::path(
+    get,
+    path = "/ui/{asset}",
+    tag = "ui",
+    operation_id = "getStatusPageFile",
+    summary = "A file of the status page",
+    params(("asset" = String, Path, description = "`index.html`, `app.js`, `style.css`, `d3.min.js` or \
+        `LICENSE-d3`.")),
+    security(()),
+    responses(
+        (status = 200, description = "The file.", content(
+            (String = "text/html"), (String = "text/javascript"), (String = "text/css"), (String = "text/plain")
+        )),
+        (status = 404, description = "`no_route`: the page has no such file.", body = ErrorBody),
+    )
+)]
 async fn asset(Path(name): Path<String>) -> Response {
     serve_asset(&name)
 }

@@ -4,7 +4,8 @@
 //! shape the response; every failure becomes a JSON error (`error`). The middleware bounds
 //! each request by `api.request_timeout` and records per-route metrics; outside it, `auth`
 //! admits requests by bearer token and role, and CORS answers browsers when configured.
-//! `serve` runs the accept loop with its connection limits and optional TLS.
+//! `serve` runs the accept loop with its connection limits and optional TLS. `openapi`
+//! describes every route, from the handlers' annotations, at `GET /v1/openapi.json`.
 
 mod auth;
 mod cluster;
@@ -15,6 +16,7 @@ mod extract;
 mod feed;
 mod history;
 mod mesh;
+mod openapi;
 mod ops;
 mod serve;
 mod snapshots;
@@ -33,6 +35,8 @@ use axum::Router;
 pub use auth::{check_exposure, generate_token, Access, AuthError, AuthMode, Caller, ANONYMOUS};
 pub use error::ApiError;
 pub use serve::{serve_connections, ServeOptions};
+// The documentation-only schemas: some of the node's types name them for JSON they build.
+pub(crate) use openapi::schemas;
 
 use crate::config::Config;
 use crate::node::Node;
@@ -88,6 +92,7 @@ pub fn router_with_access(node: Node, config: &Config, strong: Option<StrongNode
         .merge(txn::routes())
         .merge(cluster::routes())
         .merge(mesh::routes())
+        .merge(openapi::routes())
         .route("/v1/changes", get(feed::changes))
         .route("/v1/status", get(ops::status))
         .route("/v1/peers", get(ops::peers))

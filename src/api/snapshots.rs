@@ -24,9 +24,11 @@ use axum::{Extension, Json, Router};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::openapi::params::SnapshotPath;
+use super::openapi::schemas::{ErrorBody, SnapshotDeleted, SnapshotList};
 use super::AppState;
 use crate::config::Config;
-use crate::snapshot::{ops, SnapshotError, SnapshotSettings};
+use crate::snapshot::{ops, CreatedSnapshot, RestoreReport, SnapshotError, SnapshotSettings};
 
 impl From<SnapshotError> for ApiError {
     fn from(error: SnapshotError) -> Self {
@@ -76,6 +78,20 @@ fn task_failed(error: tokio::task::JoinError) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "snapshot_io_failed", format!("the snapshot task failed: {error}"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/snapshots",
+    tag = "snapshots",
+    operation_id = "createSnapshot",
+    summary = "Take a snapshot of every namespace",
+    description = "A consistent snapshot into the snapshot directory; files beyond \
+        `snapshots.max_snapshots` are deleted, oldest first. Not bound by `api.request_timeout`.",
+    responses(
+        (status = 201, description = "Written.", body = CreatedSnapshot),
+        (status = 500, description = "`snapshot_io_failed`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed` or `shutting_down`.", body = ErrorBody),
+    )
+)]
 async fn create(State(state): State<AppState>, Extension(settings): Extension<Arc<SnapshotSettings>>) -> Response {
     let node = state.node.clone();
     let task = tokio::spawn(async move { ops::create(&node, &settings).await });
@@ -86,12 +102,45 @@ async fn create(State(state): State<AppState>, Extension(settings): Extension<Ar
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/snapshots",
+    tag = "snapshots",
+    operation_id = "listSnapshots",
+    summary = "The node's snapshots",
+    responses(
+        (status = 200, description = "Newest first.", body = SnapshotList),
+        (status = 500, description = "`snapshot_io_failed`: the snapshot directory cannot be read.",
+            body = ErrorBody),
+    )
+)]
 async fn list(Extension(settings): Extension<Arc<SnapshotSettings>>) -> Result<Response, ApiError> {
     let store = settings.store();
     let snapshots = tokio::task::spawn_blocking(move || store.list()).await.map_err(task_failed)??;
     Ok(Json(json!({ "snapshots": snapshots })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/snapshots/{id}/restore",
+    tag = "snapshots",
+    operation_id = "restoreSnapshot",
+    summary = "Restore every document to its state in a snapshot",
+    description = "As new changes; documents absent from the snapshot are deleted. The file is verified \
+        completely first: a corrupt, truncated or foreign file changes nothing. Not bound by \
+        `api.request_timeout`, and a client that disconnects does not cut it off.",
+    params(SnapshotPath),
+    responses(
+        (status = 200, description = "What the restore did.", body = RestoreReport),
+        (status = 400, description = "`bad_path` or `invalid_snapshot_id`.", body = ErrorBody),
+        (status = 404, description = "`snapshot_not_found`.", body = ErrorBody),
+        (status = 409, description = "`snapshot_busy`: a restore is already running.", body = ErrorBody),
+        (status = 422, description = "`snapshot_foreign`, `snapshot_unsupported`, `snapshot_corrupt` or \
+            `snapshot_too_large`; nothing changed.", body = ErrorBody),
+        (status = 500, description = "`snapshot_io_failed`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed` or `shutting_down`.", body = ErrorBody),
+    )
+)]
 async fn restore(
     State(state): State<AppState>,
     Extension(settings): Extension<Arc<SnapshotSettings>>,
@@ -104,6 +153,20 @@ async fn restore(
     Ok(Json(report).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/snapshots/{id}",
+    tag = "snapshots",
+    operation_id = "deleteSnapshot",
+    summary = "Delete a snapshot file",
+    params(SnapshotPath),
+    responses(
+        (status = 200, description = "Deleted.", body = SnapshotDeleted),
+        (status = 400, description = "`bad_path` or `invalid_snapshot_id`.", body = ErrorBody),
+        (status = 404, description = "`snapshot_not_found`.", body = ErrorBody),
+        (status = 500, description = "`snapshot_io_failed`.", body = ErrorBody),
+    )
+)]
 async fn remove(
     Extension(settings): Extension<Arc<SnapshotSettings>>,
     path: Result<Path<String>, PathRejection>,

@@ -15,8 +15,10 @@ use statemesh_protocol::{DocId, DocKey};
 use super::auth::Caller;
 use super::consistency::{self, ConsistencyParams};
 use super::error::ApiError;
+use super::openapi::params::{TxnDocPath, TxnPath};
+use super::openapi::schemas::{ErrorBody, TxnAborted, TxnBuffered, TxnCommitted, TxnDocument, WriteConsistency};
 use super::{extract, AppState};
-use crate::node::{txn_keys, Compare, CompareOp, CompareTarget, TxnOp, TxnStep};
+use crate::node::{txn_keys, Compare, CompareOp, CompareTarget, OnceOutcome, TxnInfo, TxnOp, TxnStep};
 use crate::strong::StrongTxn;
 
 /// Most compares plus steps one request may carry.
@@ -33,7 +35,9 @@ pub fn routes() -> Router<AppState> {
 
 // ---- one-shot ----
 
-#[derive(Debug, Deserialize)]
+/// A one-shot transaction: if every `compare` holds, the `success` steps run, else the
+/// `failure` steps; atomically. At most 1024 compares and steps in all.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OnceRequest {
     #[serde(default)]
@@ -44,16 +48,19 @@ struct OnceRequest {
     failure: Vec<StepRequest>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One condition on a document.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompareRequest {
     ns: String,
     id: String,
-    /// `version`, `exists` or `value`.
+    /// `version` (a version string, `==`/`!=`), `exists` (true or false, `==`/`!=`) or `value`
+    /// (the JSON at `path`: any value compares for equality, numbers and strings also order).
     target: String,
+    /// Default `==`.
     #[serde(default = "default_op")]
     op: CompareOp,
-    /// JSON Pointer into the document (target `value`).
+    /// JSON Pointer into the document (target `value`; the whole document without it).
     path: Option<String>,
     value: Value,
 }
@@ -62,7 +69,8 @@ fn default_op() -> CompareOp {
     CompareOp::Eq
 }
 
-#[derive(Debug, Deserialize)]
+/// One step of a branch: a write (`put`, `patch`, `delete`) or a read (`get`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 enum StepRequest {
     Put { ns: String, id: String, value: Value },
@@ -145,6 +153,42 @@ fn counted(state: &AppState, answer: Result<Response, ApiError>) -> Result<Respo
     answer
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/txn",
+    tag = "transactions",
+    operation_id = "runTransaction",
+    summary = "One-shot transaction (compare, then success or failure)",
+    description = "Through Raft (linearizable) when it names a document in a strong namespace or says \
+        `consistency=strong`; otherwise on this node, atomically.",
+    params(
+        ("consistency" = inline(Option<WriteConsistency>), Query,
+            description = "`strong` commits through Raft; default: strong when any document named is in a \
+                strong namespace."),
+    ),
+    request_body = OnceRequest,
+    responses(
+        (status = 200, description = "Committed (`succeeded` says which branch ran).", body = OnceOutcome,
+            headers(
+                ("X-Statemesh-Raft-Index" = u64, description = "Through Raft: the index it committed at."),
+                ("X-Statemesh-Consistency" = String, description = "Through Raft: `strong`.")
+            )),
+        (status = 400, description = "`bad_parameter`, `invalid_utf8`, `invalid_json`, `bad_body` (shape, or \
+            over 1024 items), `bad_compare`, `bad_version`, `invalid_id` or `invalid_request`.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found` (a delete of a missing document) or `unknown_namespace`.",
+            body = ErrorBody),
+        (status = 409, description = "`strong_namespace` (`consistency=eventual` naming a strong namespace).",
+            body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`.", body = ErrorBody),
+        (status = 422, description = "A step was refused: `root_not_object`, `schema_violation`, \
+            `document_too_large`, `too_deep` or `automerge_refused`; nothing was applied.", body = ErrorBody),
+        (status = 503, description = "`storage_failed`, `shutting_down`; through Raft also \
+            `strong_path_disabled`, `not_leader`, `unavailable`, `strong_path_stopped`.", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: it may or may not have committed.", body = ErrorBody),
+    )
+)]
 async fn once(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,11 +220,15 @@ async fn run_once_request(
     let compares = request.compare.into_iter().enumerate().map(|(i, c)| c.parse(i)).collect::<Result<Vec<_>, _>>()?;
     let success = request.success.into_iter().map(StepRequest::parse).collect::<Result<Vec<_>, _>>()?;
     let failure = request.failure.into_iter().map(StepRequest::parse).collect::<Result<Vec<_>, _>>()?;
-    // Through Raft when asked, or when any document it names is in a strong namespace.
+    // Through Raft when asked, or when any document it names is in a strong namespace. The
+    // parameters are checked even when the transaction names no document.
+    let asked = consistency::write_level(&params)?;
     let keys = txn_keys(&compares, &success, &failure);
-    let mut strong = false;
-    for key in &keys {
-        strong |= consistency::write_is_strong(state, key, &params)?;
+    let mut strong = asked == Some(true);
+    if asked.is_none() {
+        for key in &keys {
+            strong |= state.node.is_strong_namespace(&key.namespace)?;
+        }
     }
     if strong {
         let done = consistency::strong(state)?.txn(StrongTxn { compares, success, failure }).await?;
@@ -194,6 +242,20 @@ async fn run_once_request(
 
 // ---- interactive ----
 
+#[utoipa::path(
+    post,
+    path = "/v1/txn/begin",
+    tag = "transactions",
+    operation_id = "beginTransaction",
+    summary = "Begin an interactive transaction",
+    description = "Reads and buffered writes follow under `/v1/txn/{txn}/docs/...`; nothing is applied \
+        before `commit`. The transaction expires after `timeout_ms` (`concurrency.transaction_timeout`).",
+    responses(
+        (status = 201, description = "Begun.", body = TxnInfo),
+        (status = 429, description = "`too_many_transactions` (`concurrency.max_transactions` are open).",
+            body = ErrorBody),
+    )
+)]
 async fn begin(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok((StatusCode::CREATED, Json(state.node.txn_begin()?)).into_response())
 }
@@ -203,6 +265,26 @@ fn txn_doc(path: Result<Path<(String, String, String)>, PathRejection>) -> Resul
     Ok((txn, key(ns, id)?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/txn/{txn}/docs/{ns}/{id}",
+    tag = "transactions",
+    operation_id = "readInTransaction",
+    summary = "Read a document inside a transaction",
+    description = "Its own buffered writes first, then the state `concurrency.model` prescribes (under \
+        mvcc, the transaction's snapshot). The read is recorded and validated at commit.",
+    params(TxnDocPath),
+    responses(
+        (status = 200, description = "The document as the transaction sees it.", body = TxnDocument),
+        (status = 400, description = "`bad_path` or `invalid_id`.", body = ErrorBody),
+        (status = 404, description = "`not_found` (the document does not exist in this transaction), \
+            `transaction_not_found` or `unknown_namespace`.", body = ErrorBody),
+        (status = 409, description = "`conflict` (the snapshot's version is gone) or `lock_timeout` \
+            (pessimistic).", body = ErrorBody),
+        (status = 410, description = "`transaction_expired`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed`, `shutting_down` or `timeout`.", body = ErrorBody),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     path: Result<Path<(String, String, String)>, PathRejection>,
@@ -224,6 +306,27 @@ async fn buffered(state: &AppState, txn: &str, key: &DocKey, op: TxnOp) -> Resul
     Ok((StatusCode::ACCEPTED, Json(json!({"buffered_writes": count}))).into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/txn/{txn}/docs/{ns}/{id}",
+    tag = "transactions",
+    operation_id = "putInTransaction",
+    summary = "Buffer a replace in a transaction",
+    params(TxnDocPath),
+    request_body(content = Object, description = "The whole document: a JSON object."),
+    responses(
+        (status = 202, description = "Buffered; applied at commit.", body = TxnBuffered),
+        (status = 400, description = "`bad_path`, `invalid_id`, `invalid_utf8` or `invalid_json`.",
+            body = ErrorBody),
+        (status = 404, description = "`transaction_not_found` or `unknown_namespace`.", body = ErrorBody),
+        (status = 409, description = "`conflict` or `lock_timeout`.", body = ErrorBody),
+        (status = 410, description = "`transaction_expired`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`.", body = ErrorBody),
+        (status = 422, description = "`root_not_object`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed` or `shutting_down`.", body = ErrorBody),
+    )
+)]
 async fn put(
     State(state): State<AppState>,
     path: Result<Path<(String, String, String)>, PathRejection>,
@@ -236,6 +339,28 @@ async fn put(
     buffered(&state, &txn, &key, TxnOp::Put(value)).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/txn/{txn}/docs/{ns}/{id}",
+    tag = "transactions",
+    operation_id = "patchInTransaction",
+    summary = "Buffer a merge patch in a transaction",
+    params(TxnDocPath),
+    request_body(description = "The merge patch: a JSON object.",
+        content((Object = "application/merge-patch+json"), (Object = "application/json"))),
+    responses(
+        (status = 202, description = "Buffered; applied at commit.", body = TxnBuffered),
+        (status = 400, description = "`bad_path`, `invalid_id`, `invalid_utf8` or `invalid_json`.",
+            body = ErrorBody),
+        (status = 404, description = "`transaction_not_found` or `unknown_namespace`.", body = ErrorBody),
+        (status = 409, description = "`conflict` or `lock_timeout`.", body = ErrorBody),
+        (status = 410, description = "`transaction_expired`.", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`.", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`.", body = ErrorBody),
+        (status = 422, description = "`root_not_object`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed` or `shutting_down`.", body = ErrorBody),
+    )
+)]
 async fn patch(
     State(state): State<AppState>,
     path: Result<Path<(String, String, String)>, PathRejection>,
@@ -250,6 +375,22 @@ async fn patch(
     buffered(&state, &txn, &key, TxnOp::Patch(value)).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/txn/{txn}/docs/{ns}/{id}",
+    tag = "transactions",
+    operation_id = "deleteInTransaction",
+    summary = "Buffer a delete in a transaction",
+    params(TxnDocPath),
+    responses(
+        (status = 202, description = "Buffered; applied at commit.", body = TxnBuffered),
+        (status = 400, description = "`bad_path` or `invalid_id`.", body = ErrorBody),
+        (status = 404, description = "`transaction_not_found` or `unknown_namespace`.", body = ErrorBody),
+        (status = 409, description = "`conflict` or `lock_timeout`.", body = ErrorBody),
+        (status = 410, description = "`transaction_expired`.", body = ErrorBody),
+        (status = 503, description = "`storage_failed` or `shutting_down`.", body = ErrorBody),
+    )
+)]
 async fn delete(
     State(state): State<AppState>,
     path: Result<Path<(String, String, String)>, PathRejection>,
@@ -258,6 +399,32 @@ async fn delete(
     buffered(&state, &txn, &key, TxnOp::Delete).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/txn/{txn}/commit",
+    tag = "transactions",
+    operation_id = "commitTransaction",
+    summary = "Commit an interactive transaction",
+    description = "Validates what it read and applies its writes all or nothing; through Raft when it \
+        touched a strong namespace. The transaction is closed either way.",
+    params(TxnPath),
+    responses(
+        (status = 200, description = "Committed.", body = TxnCommitted, headers(
+            ("X-Statemesh-Raft-Index" = u64, description = "Through Raft: the index it committed at.")
+        )),
+        (status = 400, description = "`bad_path` or `invalid_request`.", body = ErrorBody),
+        (status = 404, description = "`transaction_not_found`, `not_found` or `unknown_namespace`.",
+            body = ErrorBody),
+        (status = 409, description = "`conflict`: what it read or compared changed before it committed; \
+            nothing was applied.", body = ErrorBody),
+        (status = 410, description = "`transaction_expired`.", body = ErrorBody),
+        (status = 422, description = "A buffered write was refused: `root_not_object`, `schema_violation`, \
+            `document_too_large`, `too_deep` or `automerge_refused`; nothing was applied.", body = ErrorBody),
+        (status = 503, description = "`storage_failed`, `shutting_down`; through Raft also \
+            `strong_path_disabled`, `not_leader`, `unavailable`, `strong_path_stopped`.", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: it may or may not have committed.", body = ErrorBody),
+    )
+)]
 async fn commit(
     State(state): State<AppState>,
     caller: Caller,
@@ -302,6 +469,19 @@ async fn commit_interactive(
     Ok(Json(json!({"committed": true, "changed": changed})).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/txn/{txn}/abort",
+    tag = "transactions",
+    operation_id = "abortTransaction",
+    summary = "Abort an interactive transaction",
+    params(TxnPath),
+    responses(
+        (status = 200, description = "Aborted; its buffered writes are dropped.", body = TxnAborted),
+        (status = 400, description = "`bad_path`.", body = ErrorBody),
+        (status = 404, description = "`transaction_not_found`.", body = ErrorBody),
+    )
+)]
 async fn abort(State(state): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
     let Path(txn) = path.map_err(|r| ApiError::bad_request("bad_path", r.body_text()))?;
     state.node.txn_abort(&txn)?;

@@ -17,7 +17,7 @@ use super::{Node, NodeError, Precondition, WriteResult};
 use crate::storage::Family;
 
 /// One change of a document, as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// The Automerge change hash; `?at=<hash>` reads the document as of this change.
     pub hash: String,
@@ -28,6 +28,7 @@ pub struct HistoryEntry {
     pub time_ms: i64,
     pub message: Option<String>,
     /// The kind of write, read from a statemesh commit message (`None` for other messages).
+    #[schema(value_type = Option<crate::api::schemas::ChangeKind>)]
     pub kind: Option<ChangeKind>,
     /// Who made the change, as its origin recorded it (the API token's name, `anonymous`);
     /// `None` when not recorded (changes from before authorship, raw Automerge changes).
@@ -43,7 +44,7 @@ pub struct HistoryEntry {
 }
 
 /// One page of history, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryPage {
     pub entries: Vec<HistoryEntry>,
     /// Pass as `before` for the next (older) page; `None` on the last page.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use statemesh_protocol::VersionVector;
+use utoipa::ToSchema;
 
 use super::{Node, PeerInfo};
 use crate::clock::now_ms;
@@ -26,7 +27,7 @@ const RATE_SAMPLES_MAX: usize = 64;
 const RATE_SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// A node's account of itself, as its peers and the status page receive it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeSummary {
     /// The node's peer id.
     pub id: String,
@@ -42,6 +43,8 @@ pub struct NodeSummary {
     pub admission: String,
     /// Changes this node made itself per second, over the last ten seconds.
     pub writes_per_sec: f64,
+    /// For each origin node id, the highest change seq held from it contiguously.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     pub version_vector: VersionVector,
     /// The peers it is connected to now.
     pub connected: Vec<String>,
@@ -49,7 +52,7 @@ pub struct NodeSummary {
 }
 
 /// Where a node stands in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MeshRole {
     /// A voting member of the Raft cluster.
@@ -61,7 +64,7 @@ pub enum MeshRole {
 }
 
 /// Whether the node's storage takes writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StorageState {
     Ok,
@@ -70,7 +73,7 @@ pub enum StorageState {
 }
 
 /// The strong path's state on one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RaftFacts {
     /// `leader`, `follower`, `candidate`, `learner` or `stopped`.
     pub state: String,
@@ -80,7 +83,7 @@ pub struct RaftFacts {
     pub members: Vec<RaftMemberFacts>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RaftMemberFacts {
     /// The member's peer id.
     pub id: String,
@@ -94,7 +97,7 @@ pub trait RaftFactsSource: Send + Sync {
 }
 
 /// A peer this node has met, as the replication layer last reported it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MeshPeer {
     #[serde(flatten)]
     pub info: PeerInfo,
@@ -195,9 +198,7 @@ impl Node {
 
     /// Replaces the peer list (the replication layer's report).
     pub fn set_mesh_peers(&self, peers: Vec<MeshPeer>) {
-        let connected = peers.iter().filter(|p| p.connected).map(|p| p.info.clone()).collect();
         self.inner.mesh.lock().peers = peers;
-        self.set_peers(connected);
     }
 }
 

@@ -140,7 +140,7 @@ pub struct DocView {
 }
 
 /// One entry of a namespace listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DocSummary {
     pub id: String,
     pub version: String,
@@ -149,12 +149,16 @@ pub struct DocSummary {
 }
 
 /// What `GET /v1/status` reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     pub node_id: String,
     pub name: Option<String>,
+    /// `memory` or `rocksdb`.
+    #[schema(value_type = String)]
     pub storage: &'static str,
     pub documents: i64,
+    /// For each origin node id, the highest change seq held from it contiguously.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     pub version_vector: VersionVector,
     pub started_ms: i64,
     pub uptime_ms: i64,
@@ -184,8 +188,6 @@ struct Inner {
     /// The oldest feed position still stored (raised by retention).
     feed_floor: Arc<std::sync::atomic::AtomicU64>,
     transactions: txn::Transactions,
-    /// Connected peers, as the replication layer last reported them.
-    peers: Mutex<Vec<PeerInfo>>,
     /// The origin the strong path's cluster logs its changes under, once this node (a member
     /// of the Raft cluster) knows it: the only origin that may write a strong namespace.
     strong_origin: Mutex<Option<NodeId>>,
@@ -288,7 +290,6 @@ impl Node {
                 history_enabled: config.history.enabled,
                 feed_floor,
                 transactions: txn::Transactions::new(&config.concurrency),
-                peers: Mutex::new(Vec::new()),
                 strong_origin: Mutex::new(None),
                 mesh: Mutex::new(mesh::MeshState::new(&config.security)),
             }),

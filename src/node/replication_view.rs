@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use super::Node;
 
 /// One connected peer, as `GET /v1/peers` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PeerInfo {
     pub id: String,
     /// The remote address of the connection, as a multiaddr.
@@ -46,11 +46,8 @@ impl Node {
         }
     }
 
-    pub fn set_peers(&self, peers: Vec<PeerInfo>) {
-        *self.inner.peers.lock() = peers;
-    }
-
+    /// The connected peers (the replication layer reports them with [`Node::set_mesh_peers`]).
     pub fn peers(&self) -> Vec<PeerInfo> {
-        self.inner.peers.lock().clone()
+        self.mesh_peers().into_iter().filter(|p| p.connected).map(|p| p.info).collect()
     }
 }

@@ -125,7 +125,7 @@ pub enum Initialized {
 }
 
 /// A node's part in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Leader,
@@ -136,16 +136,19 @@ pub enum Role {
 }
 
 /// A member of the current membership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Member {
+    /// The member's Raft id (derived from its peer id).
+    #[schema(value_type = u64)]
     pub id: RaftNodeId,
     pub info: NodeInfo,
     pub voter: bool,
 }
 
 /// How far a follower or learner has replicated, as the leader sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FollowerProgress {
+    #[schema(value_type = u64)]
     pub id: RaftNodeId,
     /// The last entry known to match the leader's log.
     pub matched: Option<LogPosition>,
@@ -154,11 +157,15 @@ pub struct FollowerProgress {
 }
 
 /// A snapshot of the strong path's state, for status output and tests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StrongStatus {
+    /// This node's Raft id.
+    #[schema(value_type = u64)]
     pub id: RaftNodeId,
     pub role: Role,
     pub term: u64,
+    /// The leader's Raft id, when known.
+    #[schema(value_type = Option<u64>)]
     pub leader: Option<RaftNodeId>,
     pub last_log_index: Option<u64>,
     pub last_applied: Option<LogPosition>,

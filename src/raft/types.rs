@@ -27,7 +27,7 @@ pub fn raft_node_id(peer_id: &str) -> RaftNodeId {
 
 /// How to reach a member: its peer id and a libp2p multiaddr. Stored in the membership, so
 /// every member learns how to reach every other from the log itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     pub peer_id: String,
     pub addr: String,
@@ -99,7 +99,7 @@ pub(crate) type OpenraftStorageError = openraft::StorageError<RaftNodeId>;
 
 /// A log position as the rest of the node sees it: the term that wrote the entry and its
 /// index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPosition {
     pub term: u64,
     pub index: u64,

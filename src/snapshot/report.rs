@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::store::SnapshotInfo;
 
 /// A snapshot just written, and how long it took.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreatedSnapshot {
     #[serde(flatten)]
     pub info: SnapshotInfo,
@@ -14,7 +14,7 @@ pub struct CreatedSnapshot {
 
 /// The outcome of a restore. Documents that failed (a namespace schema that now refuses the
 /// snapshot's content, for instance) are listed; every other document equals the snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreReport {
     /// The snapshot restored (its id inside the file).
     pub id: String,
@@ -33,7 +33,7 @@ pub struct RestoreReport {
 }
 
 /// One document a restore could not bring to the snapshot's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreFailure {
     pub namespace: String,
     pub id: String,

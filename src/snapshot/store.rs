@@ -21,7 +21,7 @@ pub const EXTENSION: &str = "snap";
 const ID_MAX: usize = 100;
 
 /// A snapshot file as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SnapshotInfo {
     pub id: String,
     pub created_ms: i64,

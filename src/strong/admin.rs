@@ -26,7 +26,7 @@ pub struct StrongNode {
 }
 
 /// `GET /v1/cluster`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
     /// The cluster's change-log origin, once a strong write has named it.
     pub cluster: Option<String>,

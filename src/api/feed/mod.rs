@@ -41,6 +41,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::extract;
+use super::openapi::schemas::{ErrorBody, FeedEvent as FeedEventSchema};
 use super::AppState;
 use crate::config::{Config, Delivery};
 use crate::node::{FeedError, FeedEvent, FeedFilter, FeedPos, Node, NodeError};
@@ -100,17 +101,28 @@ impl FeedSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesParams {
-    /// Resume after this cursor.
+    /// Resume after this cursor (an event stream prefers `Last-Event-ID`). Without it a replay
+    /// starts at the head: only new events.
     since: Option<u64>,
+    /// Only events of this namespace.
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,128}$")]
     ns: Option<String>,
+    /// Only events of this document (needs `ns`).
+    #[param(min_length = 1)]
     doc: Option<String>,
-    /// JSON form: most events in the page.
+    /// JSON form: most events in the page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// JSON form: seconds to wait for a first event.
+    /// JSON form: seconds to wait for a first event (long poll), at most about
+    /// `api.request_timeout`.
+    #[param(minimum = 0)]
     wait: Option<f64>,
+    /// Overrides `notifications.delivery` for this request.
+    #[param(inline)]
     delivery: Option<Delivery>,
 }
 
@@ -123,6 +135,38 @@ impl From<FeedError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/changes",
+    tag = "feed",
+    operation_id = "getChanges",
+    summary = "The change feed",
+    description = "Every write, patch and delete applied at this node, each with a `cursor` and a stable \
+        change `id`. With `Accept: text/event-stream` a stream of Server-Sent Events: `id:` the cursor, \
+        `event: change`, `data:` the event JSON; also `event: lagged` (`{\"missed\": n}`, at_most_once), \
+        `event: expired` (the stream fell behind retention), `event: error`, and `: heartbeat` comments. \
+        Otherwise one JSON page. Browsers' EventSource may pass the token as `?access_token=`.",
+    params(
+        ChangesParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Event streams: resume after this cursor (what \
+            EventSource sends on reconnect); wins over `since`."),
+    ),
+    security(("bearer" = []), ("access_token" = [])),
+    responses(
+        (status = 200, description = "One JSON page, or the event stream (`Accept: text/event-stream`).",
+            content((Page = "application/json"), (String = "text/event-stream")),
+            headers(("X-Statemesh-Delivery" = String, description = "The delivery mode served: `at_most_once`, \
+                `at_least_once` or `exactly_once`."))),
+        (status = 400, description = "`bad_parameter` (`limit`/`wait` on a stream, `doc` without `ns`, out of \
+            range), `invalid_id`, `bad_header` (`Last-Event-ID`) or `cursor_ahead` (a cursor this node's feed \
+            never issued).", body = ErrorBody),
+        (status = 409, description = "`history_disabled`: replay needs `history.enabled`; only \
+            `delivery=at_most_once` is served without it.", body = ErrorBody),
+        (status = 410, description = "`cursor_expired`: retention has passed the cursor.", body = ErrorBody),
+        (status = 503, description = "`too_many_subscribers` (1024 streams and long polls are open), \
+            `shutting_down`, `storage_failed` or `timeout`.", body = ErrorBody),
+    )
+)]
 pub async fn changes(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -277,12 +321,17 @@ fn node_unavailable(node: &Node) -> Option<NodeError> {
 
 // ---- JSON form ----
 
-#[derive(Debug, serde::Serialize)]
+/// One page of the change feed (the JSON form of `GET /v1/changes`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = FeedPage)]
 struct Page {
+    #[schema(value_type = Vec<FeedEventSchema>)]
     events: Vec<serde_json::Value>,
     /// Resume after this cursor.
+    #[schema(value_type = u64)]
     cursor: FeedPos,
     /// The newest durable position.
+    #[schema(value_type = u64)]
     head: FeedPos,
     /// at_most_once: events dropped because this consumer fell behind.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -26,7 +26,7 @@ pub enum CompareTarget {
     Value { pointer: String, value: Value },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum CompareOp {
     #[serde(rename = "==")]
     Eq,
@@ -65,8 +65,10 @@ impl TxnStep {
 }
 
 /// What one step produced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StepResult {
+    /// `put`, `patch`, `delete` or `get`.
+    #[schema(value_type = String)]
     pub op: &'static str,
     pub namespace: String,
     pub id: String,
@@ -75,11 +77,15 @@ pub struct StepResult {
     pub document: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// What `POST /v1/txn` answers.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OnceOutcome {
+    /// Whether every compare held (so `success` ran, else `failure`).
     pub succeeded: bool,
+    /// One per step of the branch that ran.
     pub results: Vec<StepResult>,
     /// Version and change id of every document the transaction changed.
+    #[schema(value_type = Vec<crate::api::schemas::ChangedDoc>)]
     pub changed: Vec<serde_json::Value>,
 }
 

@@ -42,11 +42,13 @@ struct Txn {
 }
 
 /// What `begin` returns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TxnInfo {
+    /// Names the transaction in the `/v1/txn/{txn}/...` routes.
     pub id: String,
     pub model: ConcurrencyModel,
     /// Feed position the transaction's snapshot is taken at.
+    #[schema(value_type = u64)]
     pub snapshot: FeedPos,
     pub timeout_ms: u64,
 }

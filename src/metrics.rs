@@ -76,6 +76,7 @@ pub struct Metrics {
     pub replication_lag_changes: Gauge,
     pub replication_delay: Histogram,
     pub feed_subscribers: Gauge,
+    pub feed_lag_events: Gauge,
     pub transactions: Family<OutcomeLabels, Counter>,
     pub snapshot_duration: Family<SnapshotLabels, Histogram>,
     pub snapshot_bytes: Family<SnapshotLabels, Histogram>,
@@ -198,6 +199,12 @@ impl Metrics {
             "Open change-feed subscriptions (event streams and waiting long polls)",
             feed_subscribers.clone(),
         );
+        let feed_lag_events = Gauge::default();
+        registry.register(
+            "feed_lag_events",
+            "Events the slowest open at-least-once feed stream has yet to send",
+            feed_lag_events.clone(),
+        );
         let transactions = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "transactions",
@@ -241,6 +248,7 @@ impl Metrics {
             replication_lag_changes,
             replication_delay,
             feed_subscribers,
+            feed_lag_events,
             transactions,
             snapshot_duration,
             snapshot_bytes,

@@ -56,6 +56,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let subscriptions = i64::try_from(state.feed.open_subscriptions()).unwrap_or(i64::MAX);
     state.node.metrics().feed_subscribers.set(subscriptions);
+    let lag = state.feed.max_stream_lag(state.node.feed_head());
+    state.node.metrics().feed_lag_events.set(i64::try_from(lag).unwrap_or(i64::MAX));
     let node = state.node.clone();
     let text = tokio::task::spawn_blocking(move || node.render_metrics()).await.unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()

@@ -62,7 +62,12 @@ fn publish(instruments: &RaftInstruments, metrics: &RaftMetrics) {
 fn log_changes(seen: &mut Seen, metrics: &RaftMetrics, quorum_ack_max: u64) {
     if let Err(e) = &metrics.running_state {
         if !seen.stopped {
-            tracing::error!(error = %e, "the strong path stopped");
+            // A requested shutdown is `Stopped`; anything else (storage, a panic) is a failure.
+            if matches!(e, openraft::error::Fatal::Stopped) {
+                tracing::debug!("the strong path stopped on request");
+            } else {
+                tracing::error!(error = %e, "the strong path stopped");
+            }
             seen.stopped = true;
         }
         return;

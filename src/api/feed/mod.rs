@@ -22,6 +22,7 @@
 //! read and encoded once for all streams: at-least-once streams at the head share `tail`,
 //! live streams share `live`. `docs/FEED.md` is the user's guide.
 
+mod lag;
 mod live;
 mod sse;
 mod tail;
@@ -80,6 +81,7 @@ pub struct FeedSettings {
     subscribers: Arc<Semaphore>,
     tail: Tail,
     live: LiveRelay,
+    cursors: lag::StreamCursors,
 }
 
 impl FeedSettings {
@@ -92,12 +94,18 @@ impl FeedSettings {
             subscribers: Arc::new(Semaphore::new(MAX_SUBSCRIBERS)),
             tail: Tail::default(),
             live: LiveRelay::new(config.notifications.buffer_size),
+            cursors: lag::StreamCursors::default(),
         }
     }
 
     /// Feed subscriptions open now (event streams and waiting long polls).
     pub fn open_subscriptions(&self) -> usize {
         MAX_SUBSCRIBERS.saturating_sub(self.subscribers.available_permits())
+    }
+
+    /// Events the slowest at-least-once stream has yet to send, with the feed at `head`.
+    pub fn max_stream_lag(&self, head: FeedPos) -> u64 {
+        self.cursors.max_lag(head)
     }
 }
 
@@ -201,7 +209,8 @@ pub async fn changes(
                 // Read the first page now, so an expired cursor is a 410, not an empty stream.
                 let first = node.feed_after(cursor, &filter, sse::STREAM_PAGE)?;
                 let tail = settings.tail.reader(node);
-                sse::replay_stream(node, filter, cursor, first, tail, name, permit)
+                let published = settings.cursors.register(cursor);
+                sse::replay_stream(node, filter, cursor, first, tail, name, (permit, published))
             }
         };
         let headers = [

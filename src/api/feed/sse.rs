@@ -20,6 +20,7 @@ use statemesh_protocol::{ChangeId, ChangeKind};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
 
+use super::lag::CursorHandle;
 use super::live::LiveItem;
 use super::tail::{TailRead, TailReader};
 use super::{node_unavailable, STREAMS_END};
@@ -137,9 +138,9 @@ pub fn replay_stream(
     first: FeedPage,
     tail: TailReader,
     delivery: &str,
-    permit: OwnedSemaphorePermit,
+    (permit, published): (OwnedSemaphorePermit, CursorHandle),
 ) -> Body {
-    let replay = Replay::new(node, filter, cursor, Some(first), tail, permit);
+    let replay = Replay::new(node, filter, cursor, Some(first), tail, permit, published);
     body(delivery, Some(cursor), replay, |mut replay| async move {
         replay.next_chunk().await.map(|chunk| (Ok(chunk), replay))
     })
@@ -159,6 +160,8 @@ struct Replay {
     last_sent: Instant,
     finished: bool,
     _permit: OwnedSemaphorePermit,
+    /// Where `cursor` is published for the lag metric.
+    published: CursorHandle,
 }
 
 impl Replay {
@@ -169,6 +172,7 @@ impl Replay {
         pending: Option<FeedPage>,
         tail: TailReader,
         permit: OwnedSemaphorePermit,
+        published: CursorHandle,
     ) -> Self {
         Self {
             node: node.clone(),
@@ -181,11 +185,13 @@ impl Replay {
             last_sent: Instant::now(),
             finished: false,
             _permit: permit,
+            published,
         }
     }
 
     async fn next_chunk(&mut self) -> Option<Bytes> {
         let chunk = self.produce().await?;
+        self.published.set(self.cursor);
         self.last_sent = Instant::now();
         Some(chunk)
     }
@@ -401,7 +407,15 @@ mod tests {
         // A stream still at the start once the feed has moved on and been pruned (the tail
         // starts at the head, so the stream has to read storage).
         let tail = super::super::tail::Tail::default().reader(&node);
-        let mut replay = Replay::new(&node, FeedFilter::default(), 0, None, tail, permit);
+        let mut replay = Replay::new(
+            &node,
+            FeedFilter::default(),
+            0,
+            None,
+            tail,
+            permit,
+            super::super::lag::StreamCursors::default().register(0),
+        );
         let chunk = replay.next_chunk().await.expect("a final message");
         let text = String::from_utf8_lossy(&chunk);
         assert!(text.starts_with("event: expired\ndata: {\"error\":{\"code\":\"cursor_expired\""), "{text}");
@@ -423,7 +437,15 @@ mod tests {
         let node = Node::open(&config).expect("node");
         let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().expect("permit");
         let tail = super::super::tail::TailReader::detached(0);
-        let mut replay = Replay::new(&node, FeedFilter::default(), 0, None, tail, permit);
+        let mut replay = Replay::new(
+            &node,
+            FeedFilter::default(),
+            0,
+            None,
+            tail,
+            permit,
+            super::super::lag::StreamCursors::default().register(0),
+        );
         let writer = {
             let node = node.clone();
             tokio::spawn(async move {
